@@ -1,0 +1,28 @@
+//! # voltarena-env — the physics and the task
+//!
+//! This crate owns everything a controller acts on: the network model ([`network`]: MATPOWER
+//! reader, per-unit branch model, bus-admittance matrix, radial tree view) and the power-flow
+//! engine ([`powerflow`]: AC Newton–Raphson, general sparse and radial tree-structured, the
+//! LinDistFlow model with its sensitivities, and the batch path that solves many scenarios on one
+//! network over threads).
+//!
+//! Units: powers at the API are MW / Mvar in **generator convention** (positive = injected into the
+//! grid, a load is negative); voltages are per unit of the bus base voltage; angles are radians
+//! inside the solvers and degrees in JSON output. Everything is converted to per unit on the
+//! case's `baseMVA` in one place ([`powerflow::Injection`] consumers divide by `base_mva`).
+//!
+//! Nothing in this crate panics on user data: malformed networks give a
+//! [`network::NetworkError`] naming file, line and field; non-convergence is a
+//! [`powerflow::PowerFlowError`] value.
+
+pub mod network;
+pub mod powerflow;
+
+pub use network::{Network, NetworkError};
+pub use powerflow::{
+    AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError,
+    Solution, SolveInfo,
+};
+
+/// Complex number type used throughout the physics.
+pub type C64 = num_complex::Complex64;
