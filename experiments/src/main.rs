@@ -1,1 +1,49 @@
-fn main() {}
+//! `voltarena` — the VoltArena command-line tool.
+//!
+//! Subcommands grow with the project; each lives in its own module. Errors print one line naming
+//! the file and field at fault and exit with status 2 (bad input) or 1 (anything else).
+
+mod atomic;
+mod powerflow_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "voltarena", version, about = "Voltage control on distribution feeders: physics, RL and OFO on the same scenarios")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Solve AC or LinDistFlow power flow for a MATPOWER case, one or many scenarios.
+    Powerflow(powerflow_cmd::Args),
+}
+
+/// A failure, with the exit status it maps to.
+pub enum CliError {
+    /// Bad input: a file, a field, a flag (exit 2).
+    Input(String),
+    /// Anything else (exit 1).
+    Other(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Powerflow(args) => powerflow_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Input(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Other(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
