@@ -143,6 +143,8 @@ struct NrCore {
     /// Voltage magnitude at REF and PV buses, 1.0 elsewhere (start value).
     vm_start: Vec<f64>,
     va_start: Vec<f64>,
+    /// The start voltages as complex numbers (pu).
+    v_start: Vec<C64>,
     // work vectors
     v: Vec<C64>,
     cur: Vec<C64>,
@@ -155,7 +157,7 @@ impl NrCore {
     fn new(net: &Network, adm: Admittance, opts: &AcOptions) -> NrCore {
         let n = net.n_bus();
         let va_start = net.shifted_start_angles(&adm);
-        let vm_start = net
+        let vm_start: Vec<f64> = net
             .buses
             .iter()
             .map(|b| if b.kind == BusKind::Pq { 1.0 } else { b.vm_pu })
@@ -171,6 +173,7 @@ impl NrCore {
             diag: adm.diag,
             bus_shunt: net.buses.iter().map(|b| C64::new(b.gs_mw, b.bs_mvar) / net.base_mva).collect(),
             edges: adm.edges,
+            v_start: vm_start.iter().zip(&va_start).map(|(m, a)| C64::from_polar(*m, *a)).collect(),
             vm_start,
             va_start,
             v: vec![C64::default(); n],
@@ -192,31 +195,10 @@ impl NrCore {
         check_finite(inj, self.slack)
     }
 
-    /// Sets the start point in `sol` (warm if allowed and valid).
-    fn start(&self, sol: &mut Solution) {
-        if sol.vm_pu.len() != self.n {
-            *sol = Solution::new(self.n);
-        }
-        let warm = self.warm && sol.valid && sol.vm_pu.iter().all(|v| v.is_finite() && *v > 0.0);
-        if !warm {
-            sol.vm_pu.copy_from_slice(&self.vm_start);
-            sol.va_rad.copy_from_slice(&self.va_start);
-        } else {
-            // Keep the setpoints of REF/PV buses exact.
-            for i in 0..self.n {
-                if self.kind[i] != BusKind::Pq {
-                    sol.vm_pu[i] = self.vm_start[i];
-                }
-            }
-            sol.va_rad[self.slack] = self.va_start[self.slack];
-        }
-    }
-
-    /// V from (vm, va); I = Y V; S = V conj(I); mismatch at non-slack buses. Returns the largest
-    /// |ΔP| / |ΔQ| over the equations that are present (NaN-propagating).
-    fn mismatch(&mut self, sol: &Solution, inj: &Injection) -> f64 {
+    /// I = Y V; S = V conj(I); mismatch at non-slack buses. Returns the largest |ΔP| / |ΔQ|
+    /// over the equations that are present (NaN-propagating).
+    fn mismatch(&mut self, inj: &Injection) -> f64 {
         for i in 0..self.n {
-            self.v[i] = C64::from_polar(sol.vm_pu[i], sol.va_rad[i]);
             self.cur[i] = self.diag[i] * self.v[i];
         }
         for e in &self.edges {
@@ -239,6 +221,42 @@ impl NrCore {
             }
         }
         worst
+    }
+
+    /// Sets the start point in `sol` and `v`: warm if allowed and valid, else the slack voltage
+    /// with transformer-shifted angles. Returns whether the start was warm.
+    fn start(&mut self, sol: &mut Solution) -> bool {
+        if sol.vm_pu.len() != self.n {
+            *sol = Solution::new(self.n);
+        }
+        let warm = self.warm && sol.valid && sol.vm_pu.iter().all(|v| v.is_finite() && *v > 0.0);
+        if !warm {
+            sol.vm_pu.copy_from_slice(&self.vm_start);
+            sol.va_rad.copy_from_slice(&self.va_start);
+            self.v.copy_from_slice(&self.v_start);
+        } else {
+            // Keep the setpoints of REF/PV buses exact.
+            for i in 0..self.n {
+                if self.kind[i] != BusKind::Pq {
+                    sol.vm_pu[i] = self.vm_start[i];
+                }
+            }
+            sol.va_rad[self.slack] = self.va_start[self.slack];
+            for i in 0..self.n {
+                self.v[i] = C64::from_polar(sol.vm_pu[i], sol.va_rad[i]);
+            }
+        }
+        warm
+    }
+
+    /// Applies a Newton step at bus i: θ −= dθ, V ← V (1 − dlnv). The complex voltage is
+    /// updated by rotation, so no sin/cos of the full angle is evaluated per iteration.
+    #[inline(always)]
+    fn step(&mut self, sol: &mut Solution, i: usize, dtheta: f64, dlnv: f64) {
+        sol.va_rad[i] -= dtheta;
+        let f = 1.0 - dlnv;
+        sol.vm_pu[i] *= f;
+        self.v[i] *= rotation(-dtheta) * f;
     }
 
     /// Losses and slack power from the last `mismatch` evaluation.
@@ -273,6 +291,25 @@ impl NrCore {
     fn diag_block_of(&self, i: usize) -> [f64; 4] {
         let b = self.v[i].norm_sqr() * self.diag[i].conj();
         Self::diag_block(b, self.s[i])
+    }
+}
+
+/// e^{jd}: a Taylor polynomial (exact to rounding) for the small angle steps Newton takes near
+/// convergence, `sin_cos` otherwise.
+#[inline(always)]
+pub(crate) fn rotation(d: f64) -> C64 {
+    if d.abs() <= 0.25 {
+        let d2 = d * d;
+        // Horner form of the Taylor series; truncation error below 3e-18 for |d| <= 0.25.
+        const S: [f64; 6] = [1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362880.0, -1.0 / 39916800.0];
+        const C: [f64; 7] =
+            [1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3628800.0, 1.0 / 479001600.0];
+        let s = d * (S[0] + d2 * (S[1] + d2 * (S[2] + d2 * (S[3] + d2 * (S[4] + d2 * S[5])))));
+        let c = C[0] + d2 * (C[1] + d2 * (C[2] + d2 * (C[3] + d2 * (C[4] + d2 * (C[5] + d2 * C[6])))));
+        C64::new(c, s)
+    } else {
+        let (s, c) = d.sin_cos();
+        C64::new(c, s)
     }
 }
 

@@ -159,10 +159,10 @@ impl SparseNewton {
 
     pub(super) fn solve(&mut self, inj: &Injection, sol: &mut Solution) -> Result<SolveInfo, PowerFlowError> {
         self.core.check(inj)?;
-        self.core.start(sol);
+        let _warm = self.core.start(sol);
         let mut it = 0u32;
         loop {
-            let worst = self.core.mismatch(sol, inj);
+            let worst = self.core.mismatch(inj);
             if worst <= self.core.tol_pu {
                 return Ok(self.core.info(it, worst));
             }
@@ -195,12 +195,11 @@ impl SparseNewton {
                 .map_err(|e| PowerFlowError::Singular(format!("Jacobian LU: {e:?}")))?;
             let rhs = MatMut::from_column_major_slice_mut(&mut self.rhs, self.nvar, 1);
             lu.solve_in_place_with_conj(Conj::No, rhs, Par::Seq, MemStack::new(&mut self.mem));
-            for i in 0..core.n {
+            for i in 0..self.core.n {
+                let dtheta = if self.ang[i] != NONE { self.rhs[self.ang[i]] } else { 0.0 };
+                let dlnv = if self.mag[i] != NONE { self.rhs[self.mag[i]] } else { 0.0 };
                 if self.ang[i] != NONE {
-                    sol.va_rad[i] -= self.rhs[self.ang[i]];
-                }
-                if self.mag[i] != NONE {
-                    sol.vm_pu[i] -= sol.vm_pu[i] * self.rhs[self.mag[i]];
+                    self.core.step(sol, i, dtheta, dlnv);
                 }
             }
             it += 1;
