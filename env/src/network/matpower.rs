@@ -336,6 +336,7 @@ pub(super) fn parse(text: &str, file: Option<&Path>, default_name: &str) -> Resu
             r: v[2],
             x: v[3],
             b: v[4],
+            g: 0.0,
             ratio: if v[8] == 0.0 { 1.0 } else { v[8] },
             shift_deg: v[9],
             in_service: v[10] > 0.0,

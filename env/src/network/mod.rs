@@ -7,8 +7,11 @@
 //!
 //! Bus order is the case file's bus-row order; `Bus::number` keeps the external MATPOWER number.
 
+mod json;
 mod matpower;
 mod tree;
+
+pub use json::{DetailedNetwork, Load, Sgen};
 
 pub use tree::Tree;
 
@@ -67,6 +70,9 @@ pub struct Branch {
     pub x: f64,
     /// Total line-charging susceptance (pu), half at each end.
     pub b: f64,
+    /// Total shunt conductance (pu), half at each end: transformer iron losses. MATPOWER files
+    /// have no column for it (always 0 there); the detailed JSON networks carry it.
+    pub g: f64,
     /// Off-nominal turns ratio at the from side (1.0 for lines; MATPOWER's 0 is read as 1).
     pub ratio: f64,
     /// Phase shift (degrees): the to-side voltage lags the from side by this angle.
@@ -84,10 +90,10 @@ impl Branch {
 
     /// The four entries (Y_ff, Y_ft, Y_tf, Y_tt) of the branch's 2×2 admittance matrix (pu),
     /// MATPOWER convention: τ = ratio·e^{j·shift}, Y_ff = (y_s + j b/2)/|τ|², Y_ft = −y_s/τ*,
-    /// Y_tf = −y_s/τ, Y_tt = y_s + j b/2.
+    /// Y_tf = −y_s/τ, Y_tt = y_s + j b/2 (plus g/2 with the JSON networks' shunt conductance).
     pub fn admittances(&self) -> [C64; 4] {
         let ys = self.series_admittance();
-        let ysh_half = C64::new(0.0, self.b / 2.0);
+        let ysh_half = C64::new(self.g / 2.0, self.b / 2.0);
         let tau = C64::from_polar(self.ratio, self.shift_deg.to_radians());
         [
             (ys + ysh_half) / (self.ratio * self.ratio),
@@ -202,6 +208,13 @@ impl Network {
         Ok(matpower::parse(&text, Some(path), &default_name)?)
     }
 
+    /// Reads a detailed JSON network (`data/networks/*.json`): the exact branch rows pandapower
+    /// solved (`branches_ppc`, with transformer iron-loss conductance), the slack, the bus
+    /// injections, and the loads and static generators with their profiles and zone names.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<DetailedNetwork, LoadError> {
+        json::read(path.as_ref())
+    }
+
     /// Parses and validates MATPOWER text (no file attached; errors carry line numbers only).
     pub fn from_matpower_str(text: &str, name: &str) -> Result<Network, NetworkError> {
         matpower::parse(text, None, name)
@@ -313,7 +326,7 @@ impl Network {
         }
         let n = self.buses.len();
         for br in &self.branches {
-            let nums = [("branch.BR_R", br.r), ("branch.BR_X", br.x), ("branch.BR_B", br.b),
+            let nums = [("branch.BR_R", br.r), ("branch.BR_X", br.x), ("branch.BR_B", br.b), ("branch.g", br.g),
                 ("branch.TAP", br.ratio), ("branch.SHIFT", br.shift_deg)];
             for (field, v) in nums {
                 if !v.is_finite() {

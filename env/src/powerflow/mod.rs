@@ -298,8 +298,13 @@ impl NrCore {
 /// convergence, `sin_cos` otherwise.
 #[inline(always)]
 pub(crate) fn rotation(d: f64) -> C64 {
-    if d.abs() <= 0.25 {
-        let d2 = d * d;
+    let d2 = d * d;
+    if d.abs() <= 2e-3 {
+        // The late Newton steps: a short series, truncation error below 1e-21.
+        let s = d * (1.0 + d2 * (-1.0 / 6.0 + d2 * (1.0 / 120.0)));
+        let c = 1.0 + d2 * (-0.5 + d2 * (1.0 / 24.0 - d2 * (1.0 / 720.0)));
+        C64::new(c, s)
+    } else if d.abs() <= 0.25 {
         // Horner form of the Taylor series; truncation error below 3e-18 for |d| <= 0.25.
         const S: [f64; 6] = [1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362880.0, -1.0 / 39916800.0];
         const C: [f64; 7] =

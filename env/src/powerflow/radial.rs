@@ -201,7 +201,6 @@ impl RadialNewton {
             // Backward pass 1: currents and mismatches, leaves first (each bus's current is
             // complete once its children have added theirs).
             let mut worst: f64 = 0.0;
-            let mut total = C64::default();
             for k in (1..n).rev() {
                 let p = self.par[k];
                 let (vk, vp) = (self.v[k], self.v[p]);
@@ -209,7 +208,6 @@ impl RadialNewton {
                 self.cur[k] = C64::default();
                 self.cur[p] += self.y_pc[k] * vk;
                 let s_k = vk * i_k.conj();
-                total += s_k - vk.norm_sqr() * self.shunt[k].conj();
                 self.s[k] = s_k;
                 let mis = s_k - self.spec[k];
                 self.rhs[k] = [mis.re, mis.im];
@@ -221,8 +219,12 @@ impl RadialNewton {
             let i0 = self.cur[0] + self.y_self[0] * self.v[0];
             self.cur[0] = C64::default();
             let s0 = self.v[0] * i0.conj();
-            total += s0 - self.v[0].norm_sqr() * self.shunt[0].conj();
             if worst <= self.core.tol_pu {
+                // Branch losses: everything injected minus what bus shunts absorb.
+                let mut total = s0 - self.v[0].norm_sqr() * self.shunt[0].conj();
+                for k in 1..n {
+                    total += self.s[k] - self.v[k].norm_sqr() * self.shunt[k].conj();
+                }
                 for (k, &b) in self.bus.iter().enumerate() {
                     sol.vm_pu[b] = self.vm[k];
                     sol.va_rad[b] = self.va[k];
