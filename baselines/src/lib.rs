@@ -1,4 +1,6 @@
-//! Model-based voltage controllers (droop, the online-feedback-optimization family).
-//!
-//! Placeholder crate: the controllers arrive with the baselines issue. It depends on
-//! `voltarena-env` only, never on libtorch.
+//! Model-based voltage controllers: droop (Volt/VAr curves) now; the online-feedback-optimization
+//! family arrives with the baselines issue. Depends on `voltarena-env` only, never on libtorch.
+
+pub mod droop;
+
+pub use droop::{Droop, DroopCurve};

@@ -29,10 +29,20 @@
 //! [`network::NetworkError`] naming file, line and field; non-convergence is a
 //! [`powerflow::PowerFlowError`] value.
 
+pub mod controller;
+pub mod env;
 pub mod network;
 pub mod powerflow;
+pub mod profiles;
+pub mod reward;
+pub mod task;
+pub mod vector;
 
+pub use controller::Controller;
+pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Step, StepMetrics, VoltageEnv};
 pub use network::{Network, NetworkError};
+pub use profiles::Split;
+pub use task::{Task, TaskError};
 pub use powerflow::{
     AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError,
     Solution, SolveInfo,

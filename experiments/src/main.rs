@@ -5,6 +5,8 @@
 
 mod atomic;
 mod powerflow_cmd;
+mod rollout_cmd;
+mod task_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,11 @@ struct Cli {
 enum Command {
     /// Solve AC or LinDistFlow power flow for a MATPOWER case, one or many scenarios.
     Powerflow(powerflow_cmd::Args),
+    /// Run a controller on a task's episodes and report CR, QL, AVV, violations, losses.
+    Rollout(rollout_cmd::Args),
+    /// List or describe tasks.
+    #[command(subcommand)]
+    Task(task_cmd::TaskCommand),
 }
 
 /// A failure, with the exit status it maps to.
@@ -34,6 +41,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Powerflow(args) => powerflow_cmd::run(args),
+        Command::Rollout(args) => rollout_cmd::run(args),
+        Command::Task(cmd) => task_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

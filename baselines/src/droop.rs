@@ -1,0 +1,81 @@
+//! Droop control: each inverter sets its reactive power from its own voltage by a piecewise-linear
+//! Volt/VAr curve (local, no communication).
+//!
+//! Curve (v1 < v2 ≤ v3 < v4, pu): q = +q_lim below v1 (inject to raise the voltage), linear to 0 at
+//! v2, 0 on [v2, v3], linear to −q_lim at v4, −q_lim above. q_lim = `q_frac` · √(S² − p²).
+//!
+//! The environment measures voltages once per step, so a steep curve applied directly would
+//! oscillate (the loop gain X·dq/dv exceeds 1 on the MAPDN feeders). Like MAPDN's MATLAB baseline
+//! (q ← 0.9 q + 0.1 Q(v)), the setpoint moves a fraction `smoothing` towards the curve per step:
+//! a first-order lag that converges to the curve's steady state.
+
+use voltarena_env::{Controller, VoltageEnv};
+
+/// A Volt/VAr curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DroopCurve {
+    /// Breakpoints (pu).
+    pub v: [f64; 4],
+    /// Reactive limit as a fraction of the available √(S² − p²).
+    pub q_frac: f64,
+}
+
+impl DroopCurve {
+    /// MAPDN's MATLAB baseline: q = clip(q_max (1 − v)/0.05, ±q_max).
+    pub const MAPDN: DroopCurve = DroopCurve { v: [0.95, 1.0, 1.0, 1.05], q_frac: 1.0 };
+    /// IEEE 1547-2018 Category B default curve, limit 44 % of rated kVA (capped by √(S² − p²)).
+    pub const IEEE1547_B: DroopCurve = DroopCurve { v: [0.92, 0.98, 1.02, 1.08], q_frac: 0.44 };
+    /// The curve used when none is configured: full range inside the 0.95–1.05 pu band.
+    pub const DEFAULT: DroopCurve = DroopCurve { v: [0.95, 0.98, 1.02, 1.05], q_frac: 1.0 };
+
+    /// q / q_lim ∈ [−1, 1] at voltage v.
+    pub fn response(&self, v: f64) -> f64 {
+        let [v1, v2, v3, v4] = self.v;
+        if v <= v1 {
+            1.0
+        } else if v < v2 {
+            (v2 - v) / (v2 - v1)
+        } else if v <= v3 {
+            0.0
+        } else if v < v4 {
+            -(v - v3) / (v4 - v3)
+        } else {
+            -1.0
+        }
+    }
+}
+
+/// Droop controller for every agent.
+#[derive(Debug, Clone)]
+pub struct Droop {
+    pub curve: DroopCurve,
+    /// Fraction of the gap to the curve closed per step (1 = apply the curve directly).
+    pub smoothing: f64,
+}
+
+impl Default for Droop {
+    fn default() -> Self {
+        Droop { curve: DroopCurve::DEFAULT, smoothing: 0.1 }
+    }
+}
+
+impl Controller for Droop {
+    fn name(&self) -> &str {
+        "droop"
+    }
+
+    fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
+        for (k, a) in actions.iter_mut().enumerate() {
+            let l = env.local(k);
+            let full = l.action_scale * l.q_avail_mvar;
+            if full <= 0.0 {
+                *a = 0.0;
+                continue;
+            }
+            // Target q on the curve, then a first-order step from the setpoint in force.
+            let target = self.curve.response(l.v_pu) * self.curve.q_frac * l.q_avail_mvar;
+            let q = l.q_mvar + self.smoothing * (target - l.q_mvar);
+            *a = (q / full).clamp(-1.0, 1.0);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The one interface every controller implements — RL policies, OFO, droop, no control — so that
+//! comparisons run every controller through identical code.
+
+use crate::env::VoltageEnv;
+use rand::{RngExt, SeedableRng};
+
+/// A voltage controller: given the environment's current (observed) state, writes one action
+/// a ∈ [−1, 1] per agent. Implementations must only read what they are allowed to see: local
+/// measurements ([`VoltageEnv::local`]), observations, or (centralised baselines) the model.
+pub trait Controller: Send {
+    /// Name used in results tables.
+    fn name(&self) -> &str;
+    /// Called after every `reset` of the environment.
+    fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {}
+    /// Writes the next actions.
+    fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]);
+}
+
+/// No control: q ≡ 0.
+#[derive(Debug, Clone, Default)]
+pub struct NoControl;
+
+impl Controller for NoControl {
+    fn name(&self) -> &str {
+        "none"
+    }
+    fn act(&mut self, _env: &VoltageEnv, actions: &mut [f64]) {
+        actions.fill(0.0);
+    }
+}
+
+/// Uniform random actions in [−1, 1] (seeded at every reset).
+#[derive(Debug, Clone)]
+pub struct RandomControl {
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Default for RandomControl {
+    fn default() -> Self {
+        RandomControl { rng: rand_chacha::ChaCha8Rng::seed_from_u64(0) }
+    }
+}
+
+impl Controller for RandomControl {
+    fn name(&self) -> &str {
+        "random"
+    }
+    fn reset(&mut self, _env: &VoltageEnv, seed: u64) {
+        self.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_AC7105);
+    }
+    fn act(&mut self, _env: &VoltageEnv, actions: &mut [f64]) {
+        for a in actions.iter_mut() {
+            *a = self.rng.random_range(-1.0..=1.0);
+        }
+    }
+}

@@ -1,0 +1,725 @@
+//! The multi-agent voltage-control environment (Dec-POMDP), in the style of PettingZoo's parallel
+//! API: `reset(seed, options)`, then `step(actions)` with one action per agent, returning the team
+//! reward, `terminated` / `truncated` and per-step metrics; observations (one row per agent) and
+//! the global state are read from the environment after each call.
+//!
+//! One step (clean mode), all from the same instant t:
+//! 1. the exogenous data (loads, PV active power) move to time t (interpolated profiles, optional
+//!    noise and sub-interval fluctuation);
+//! 2. actions a ∈ [−1, 1] become reactive setpoints q = a · scale · √(S² − p²) (Mvar, generator
+//!    convention), after faults and lost messages;
+//! 3. the power flow (AC or LinDistFlow) gives voltages and losses;
+//! 4. reward, metrics and the next observations come from that solved state.
+//!
+//! Compat mode reproduces MAPDN's timing instead (docs/ENVIRONMENT.md). Nothing here allocates per
+//! step, and a power-flow failure is a step result (`metrics.diverged`), never a panic.
+
+use crate::powerflow::{AcOptions, AcSolver, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError, Solution, SolveInfo};
+use crate::profiles::Split;
+use crate::task::{Backend, DataNoise, FaultKind, Mode, Task};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use std::sync::Arc;
+
+/// Why a call to the environment was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnvError {
+    #[error("expected {expected} actions (one per agent), got {got}")]
+    ActionCount { expected: usize, got: usize },
+    #[error("action of agent {agent} is not a finite number ({value})")]
+    InvalidAction { agent: usize, value: f64 },
+    #[error("the episode is over: call reset() first")]
+    EpisodeOver,
+    #[error("no episode start of the {split:?} split gives a solvable power flow after {tries} tries")]
+    ResetFailed { split: Split, tries: usize },
+    #[error("physics: {0}")]
+    Physics(#[from] PowerFlowError),
+}
+
+/// Options of one `reset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResetOptions {
+    pub split: Split,
+    /// Apply the task's data noise (default: the task's setting on train, off on val/test).
+    pub data_noise: Option<bool>,
+    /// Start at this task step (must be a valid start of the split); random otherwise.
+    pub start: Option<usize>,
+}
+
+impl Default for ResetOptions {
+    fn default() -> Self {
+        ResetOptions { split: Split::Train, data_noise: None, start: None }
+    }
+}
+
+/// Metrics of one step. Voltages are judged on the task's `metric_buses`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepMetrics {
+    /// 1 if every bus is within [v_min, v_max], else 0 (MAPDN's CR; 0 on divergence).
+    pub cr: f64,
+    /// Mean |q| over the inverters (Mvar): MAPDN's QL.
+    pub ql_mvar: f64,
+    /// Σ_i [v_i − v_max]⁺ + [v_min − v_i]⁺ (pu).
+    pub violation_pu: f64,
+    /// Largest single-bus violation (pu).
+    pub max_violation_pu: f64,
+    pub v_min_pu: f64,
+    pub v_max_pu: f64,
+    /// Branch active losses (MW).
+    pub loss_mw: f64,
+    pub diverged: bool,
+}
+
+/// What `step` returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Team reward, the same for every agent.
+    pub reward: f64,
+    /// The episode ended inside the MDP (power-flow failure; in compat mode also the time limit).
+    pub terminated: bool,
+    /// The episode hit its time limit (clean mode): bootstrap from the next state.
+    pub truncated: bool,
+    pub metrics: StepMetrics,
+}
+
+/// Running sums of step metrics (per episode, or merged over many).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricsAcc {
+    pub steps: usize,
+    pub cr_sum: f64,
+    pub ql_sum: f64,
+    pub violation_steps: usize,
+    pub violation_pu_sum: f64,
+    pub loss_kwh: f64,
+    pub q_kvarh: f64,
+    pub divergences: usize,
+    /// Σ_t ([v_i − v_max]⁺ + [v_min − v_i]⁺) per bus (all buses, bus order).
+    pub avv_sum: Vec<f64>,
+}
+
+/// Aggregate metrics (`docs/ENVIRONMENT.md` defines each).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MetricsSummary {
+    pub steps: usize,
+    pub cr: f64,
+    pub ql: f64,
+    pub avv_max: f64,
+    /// Bus id with the largest AVV.
+    pub avv_max_bus: i64,
+    pub violation_rate: f64,
+    pub violation_pu_mean: f64,
+    pub loss_kwh: f64,
+    pub q_kvarh: f64,
+    pub divergences: usize,
+}
+
+impl MetricsAcc {
+    pub fn new(n_bus: usize) -> MetricsAcc {
+        MetricsAcc { avv_sum: vec![0.0; n_bus], ..Default::default() }
+    }
+
+    pub fn clear(&mut self) {
+        let n = self.avv_sum.len();
+        *self = MetricsAcc::new(n);
+    }
+
+    /// Adds another accumulator (same network).
+    pub fn merge(&mut self, o: &MetricsAcc) {
+        self.steps += o.steps;
+        self.cr_sum += o.cr_sum;
+        self.ql_sum += o.ql_sum;
+        self.violation_steps += o.violation_steps;
+        self.violation_pu_sum += o.violation_pu_sum;
+        self.loss_kwh += o.loss_kwh;
+        self.q_kvarh += o.q_kvarh;
+        self.divergences += o.divergences;
+        if self.avv_sum.len() < o.avv_sum.len() {
+            self.avv_sum.resize(o.avv_sum.len(), 0.0);
+        }
+        for (a, b) in self.avv_sum.iter_mut().zip(&o.avv_sum) {
+            *a += b;
+        }
+    }
+
+    /// Average voltage violation of each bus (pu), ofo.md eq. (20).
+    pub fn avv(&self, bus: usize) -> f64 {
+        if self.steps == 0 {
+            0.0
+        } else {
+            self.avv_sum[bus] / self.steps as f64
+        }
+    }
+
+    pub fn summary(&self, bus_id: &[i64]) -> MetricsSummary {
+        let s = self.steps.max(1) as f64;
+        let (mut best, mut arg) = (0.0, 0usize);
+        for (i, &a) in self.avv_sum.iter().enumerate() {
+            if a > best {
+                best = a;
+                arg = i;
+            }
+        }
+        MetricsSummary {
+            steps: self.steps,
+            cr: self.cr_sum / s,
+            ql: self.ql_sum / s,
+            avv_max: best / s,
+            avv_max_bus: bus_id.get(arg).copied().unwrap_or(-1),
+            violation_rate: self.violation_steps as f64 / s,
+            violation_pu_mean: self.violation_pu_sum / s,
+            loss_kwh: self.loss_kwh,
+            q_kvarh: self.q_kvarh,
+            divergences: self.divergences,
+        }
+    }
+}
+
+/// What one agent can measure locally (for model-based controllers such as droop).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Local {
+    /// Voltage magnitude at the inverter's bus (pu, with measurement noise).
+    pub v_pu: f64,
+    /// Current active power of the PV (MW).
+    pub p_mw: f64,
+    /// Current reactive setpoint (Mvar).
+    pub q_mvar: f64,
+    /// Reactive power available, √(S² − p²) (Mvar).
+    pub q_avail_mvar: f64,
+    /// The task's action scale: a = 1 means q = scale · q_avail.
+    pub action_scale: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Physics {
+    Ac(AcSolver),
+    Ldf(LinDistFlow),
+}
+
+/// The environment. Cheap to clone (the task is shared).
+#[derive(Debug, Clone)]
+pub struct VoltageEnv {
+    task: Arc<Task>,
+    physics: Physics,
+    backend: Backend,
+    rng: ChaCha8Rng,
+    sol: Solution,
+    prev_sol: Solution,
+    info: SolveInfo,
+    // episode
+    split: Split,
+    noise_on: bool,
+    start: usize,
+    t: usize,
+    done: bool,
+    last_reward: f64,
+    // exogenous data (MW / Mvar), the row the physics was solved with and (compat) the next row
+    load_p: Vec<f64>,
+    load_q: Vec<f64>,
+    pv_p: Vec<f64>,
+    next_load_p: Vec<f64>,
+    next_load_q: Vec<f64>,
+    next_pv_p: Vec<f64>,
+    fl_load: Vec<f64>,
+    fl_pv: Vec<f64>,
+    // control (Mvar)
+    q: Vec<f64>,
+    // physics input
+    p_inj: Vec<f64>,
+    q_inj: Vec<f64>,
+    // outputs
+    vm_meas: Vec<f64>,
+    obs: Vec<f32>,
+    state: Vec<f32>,
+    acc: MetricsAcc,
+}
+
+impl VoltageEnv {
+    /// An environment on the task's own backend.
+    pub fn new(task: Arc<Task>) -> Result<VoltageEnv, EnvError> {
+        let b = task.spec.backend;
+        VoltageEnv::with_backend(task, b)
+    }
+
+    /// An environment with the physics backend overridden.
+    pub fn with_backend(task: Arc<Task>, backend: Backend) -> Result<VoltageEnv, EnvError> {
+        let physics = match backend {
+            // Cold (LinDistFlow) start every step: a warm start from a stressed state can land on
+            // the low-voltage branch of the power-flow solutions, and the result would then depend
+            // on the history. The LinDistFlow start costs about one extra iteration.
+            Backend::Ac => Physics::Ac(AcSolver::new(&task.network, AcOptions::default())?),
+            Backend::Lindistflow => Physics::Ldf(LinDistFlow::new(&task.network, LinDistFlowForm::Squared)?),
+        };
+        let n = task.network.n_bus();
+        let (nl, np) = (task.loads.len(), task.pvs.len());
+        Ok(VoltageEnv {
+            physics,
+            backend,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            sol: Solution::new(n),
+            prev_sol: Solution::new(n),
+            info: SolveInfo::default(),
+            split: Split::Train,
+            noise_on: false,
+            start: 0,
+            t: 0,
+            done: true,
+            last_reward: 0.0,
+            load_p: vec![0.0; nl],
+            load_q: vec![0.0; nl],
+            pv_p: vec![0.0; np],
+            next_load_p: vec![0.0; nl],
+            next_load_q: vec![0.0; nl],
+            next_pv_p: vec![0.0; np],
+            fl_load: vec![0.0; nl],
+            fl_pv: vec![0.0; np],
+            q: vec![0.0; np],
+            p_inj: vec![0.0; n],
+            q_inj: vec![0.0; n],
+            vm_meas: vec![0.0; n],
+            obs: vec![0.0; np * task.obs_dim()],
+            state: vec![0.0; task.state_dim()],
+            acc: MetricsAcc::new(n),
+            task,
+        })
+    }
+
+    pub fn task(&self) -> &Arc<Task> {
+        &self.task
+    }
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    pub fn n_agents(&self) -> usize {
+        self.task.pvs.len()
+    }
+    pub fn obs_dim(&self) -> usize {
+        self.task.obs_dim()
+    }
+    pub fn state_dim(&self) -> usize {
+        self.task.state_dim()
+    }
+    /// Row-major `n_agents × obs_dim` observations of the current state.
+    pub fn observations(&self) -> &[f32] {
+        &self.obs
+    }
+    /// One agent's observation.
+    pub fn observation(&self, agent: usize) -> &[f32] {
+        let d = self.task.obs_dim();
+        &self.obs[agent * d..(agent + 1) * d]
+    }
+    /// The global state (for centralised critics).
+    pub fn state(&self) -> &[f32] {
+        &self.state
+    }
+    /// True bus voltage magnitudes of the last solved state (pu, bus order).
+    pub fn vm_pu(&self) -> &[f64] {
+        &self.sol.vm_pu
+    }
+    /// Voltage angles of the last solved state (rad).
+    pub fn va_rad(&self) -> &[f64] {
+        &self.sol.va_rad
+    }
+    /// Reactive setpoints in force (Mvar, per agent).
+    pub fn q_mvar(&self) -> &[f64] {
+        &self.q
+    }
+    /// PV active power of the current data row (MW, per agent).
+    pub fn pv_p_mw(&self) -> &[f64] {
+        &self.pv_p
+    }
+    /// Net bus injections of the last power-flow call (MW, Mvar; generator convention).
+    pub fn injections(&self) -> (&[f64], &[f64]) {
+        (&self.p_inj, &self.q_inj)
+    }
+    /// Steps taken in the current episode.
+    pub fn t(&self) -> usize {
+        self.t
+    }
+    /// Task step (time index) at which the episode started.
+    pub fn start_step(&self) -> usize {
+        self.start
+    }
+    /// Metrics accumulated over the current episode.
+    pub fn episode_metrics(&self) -> &MetricsAcc {
+        &self.acc
+    }
+    /// Last power-flow report.
+    pub fn solve_info(&self) -> &SolveInfo {
+        &self.info
+    }
+
+    /// What agent `k` measures at its own bus.
+    pub fn local(&self, k: usize) -> Local {
+        let pv = &self.task.pvs[k];
+        let p = if self.task.spec.mode == Mode::Compat { self.next_pv_p[k] } else { self.pv_p[k] };
+        Local {
+            v_pu: self.vm_meas[pv.bus],
+            p_mw: p,
+            q_mvar: self.q[k],
+            q_avail_mvar: (pv.s_mva * pv.s_mva - p * p).max(0.0).sqrt(),
+            action_scale: self.task.spec.action_scale,
+        }
+    }
+
+    /// Starts an episode. The same seed and options give the same episode, bit for bit.
+    pub fn reset(&mut self, seed: u64, opts: &ResetOptions) -> Result<(), EnvError> {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.split = opts.split;
+        self.noise_on = opts.data_noise.unwrap_or(opts.split == Split::Train) && self.task.spec.noise.data != DataNoise::None;
+        let ranges = self.task.start_ranges(opts.split);
+        let total: usize = ranges.iter().map(|(a, b)| b - a + 1).sum();
+        const TRIES: usize = 100;
+        for _ in 0..TRIES {
+            let start = match opts.start {
+                Some(s) => s,
+                None => {
+                    let mut k = self.rng.random_range(0..total);
+                    let mut s = 0;
+                    for &(a, b) in &ranges {
+                        if k <= b - a {
+                            s = a + k;
+                            break;
+                        }
+                        k -= b - a + 1;
+                    }
+                    s
+                }
+            };
+            if self.try_reset(start).is_ok() {
+                return Ok(());
+            }
+            if opts.start.is_some() {
+                break;
+            }
+        }
+        Err(EnvError::ResetFailed { split: opts.split, tries: TRIES })
+    }
+
+    fn try_reset(&mut self, start: usize) -> Result<(), PowerFlowError> {
+        self.start = start;
+        self.t = 0;
+        self.done = false;
+        self.last_reward = 0.0;
+        self.acc.clear();
+        self.sol.valid = false;
+        let sigma = self.task.spec.noise.fluctuation_sigma;
+        for e in self.fl_load.iter_mut().chain(self.fl_pv.iter_mut()) {
+            *e = if sigma > 0.0 { sigma * self.rng.sample::<f64, _>(StandardNormal) } else { 0.0 };
+        }
+        let compat = self.task.spec.mode == Mode::Compat;
+        // Compat: MAPDN's reset applies row 1 and draws a random action; clean: the start row, q = 0.
+        self.load_row(if compat { start + 1 } else { start });
+        self.commit_row();
+        if compat {
+            let s = self.task.spec.action_scale;
+            for k in 0..self.q.len() {
+                let a = self.rng.random_range(-s..=s);
+                let pv = &self.task.pvs[k];
+                self.q[k] = a * (pv.s_mva * pv.s_mva - self.pv_p[k] * self.pv_p[k]).max(0.0).sqrt();
+            }
+        } else {
+            self.q.fill(0.0);
+        }
+        self.solve()?;
+        self.measure();
+        self.write_observations();
+        Ok(())
+    }
+
+    /// Advances one step with one action per agent (each clamped to [−1, 1]).
+    pub fn step(&mut self, actions: &[f64]) -> Result<Step, EnvError> {
+        if self.done {
+            return Err(EnvError::EpisodeOver);
+        }
+        if actions.len() != self.q.len() {
+            return Err(EnvError::ActionCount { expected: self.q.len(), got: actions.len() });
+        }
+        if let Some((k, &v)) = actions.iter().enumerate().find(|(_, a)| !a.is_finite()) {
+            return Err(EnvError::InvalidAction { agent: k, value: v });
+        }
+        let compat = self.task.spec.mode == Mode::Compat;
+        self.t += 1;
+        if !compat {
+            self.load_row(self.start + self.t);
+            self.commit_row();
+        }
+        self.apply_actions(actions);
+        self.prev_sol.clone_from(&self.sol); // reuses the buffers: no allocation
+        let ok = self.solve().is_ok();
+        let mut m = StepMetrics::default();
+        let n_pv = self.q.len() as f64;
+        m.ql_mvar = self.q.iter().map(|q| q.abs()).sum::<f64>() / n_pv;
+        let reward;
+        if ok {
+            self.voltage_metrics(&mut m);
+            m.loss_mw = self.info.p_loss_mw;
+            reward = self.reward(&m);
+        } else {
+            // Keep the last solved state; the step is a failure with a penalty, and ends.
+            self.sol.clone_from(&self.prev_sol);
+            m.diverged = true;
+            m.cr = 0.0;
+            m.v_min_pu = f64::NAN;
+            m.v_max_pu = f64::NAN;
+            reward = self.last_reward - self.task.spec.reward.divergence_penalty;
+        }
+        self.last_reward = reward;
+        self.accumulate(&m);
+        let terminated;
+        let truncated;
+        if compat {
+            // MAPDN: the next row is loaded after the power flow (with fresh noise), without
+            // re-solving; `steps` starts at 1 and the episode ends when it reaches the limit.
+            let row = self.start + self.t.max(1);
+            self.load_row(row);
+            terminated = !ok || self.t + 1 >= self.task.spec.episode_steps;
+            truncated = false;
+        } else {
+            terminated = !ok;
+            truncated = ok && self.t >= self.task.spec.episode_steps;
+        }
+        self.done = terminated || truncated;
+        self.measure();
+        self.write_observations();
+        if compat && !self.done {
+            self.commit_row();
+        }
+        Ok(Step { reward, terminated, truncated, metrics: m })
+    }
+
+    /// Exogenous data at task step `tau` into the `next_*` buffers (noise and fluctuation
+    /// applied).
+    fn load_row(&mut self, tau: usize) {
+        let task = &self.task;
+        let t_s = tau as f64 * task.spec.resolution_s as f64;
+        let spec = &task.spec.noise;
+        let (fl_sigma, rho) = if spec.fluctuation_sigma > 0.0 {
+            (spec.fluctuation_sigma, (-(task.spec.resolution_s as f64) / spec.fluctuation_tau_s).exp())
+        } else {
+            (0.0, 0.0)
+        };
+        let noise = if self.noise_on { spec.data } else { DataNoise::None };
+        let frac = spec.data_sigma_frac;
+        for (i, l) in task.loads.iter().enumerate() {
+            let mut p = l.p_mw * task.profiles.at(l.p_col, t_s);
+            let mut q = l.q_mvar * task.profiles.at(l.q_col, t_s);
+            if fl_sigma > 0.0 {
+                let e = &mut self.fl_load[i];
+                *e = rho * *e + fl_sigma * (1.0 - rho * rho).sqrt() * self.rng.sample::<f64, _>(StandardNormal);
+                p *= 1.0 + *e;
+                q *= 1.0 + *e;
+            }
+            match noise {
+                DataNoise::None => {}
+                DataNoise::Gaussian => {
+                    p = (p + frac * l.p_std * self.rng.sample::<f64, _>(StandardNormal)).max(0.0);
+                    q += frac * l.q_std * self.rng.sample::<f64, _>(StandardNormal);
+                }
+                DataNoise::HalfNormal => {
+                    p += frac * l.p_std * self.rng.sample::<f64, _>(StandardNormal).abs();
+                    q += frac * l.q_std * self.rng.sample::<f64, _>(StandardNormal).abs();
+                }
+            }
+            self.next_load_p[i] = p;
+            self.next_load_q[i] = q;
+        }
+        for (k, g) in task.pvs.iter().enumerate() {
+            let base = g.p_mw * task.profiles.at(g.col, t_s);
+            let mut p = base;
+            if fl_sigma > 0.0 {
+                let e = &mut self.fl_pv[k];
+                *e = rho * *e + fl_sigma * (1.0 - rho * rho).sqrt() * self.rng.sample::<f64, _>(StandardNormal);
+                p *= 1.0 + *e;
+            }
+            match noise {
+                DataNoise::None => {}
+                DataNoise::Gaussian => {
+                    p = if base > 0.0 { p + frac * g.p_std * self.rng.sample::<f64, _>(StandardNormal) } else { 0.0 };
+                }
+                DataNoise::HalfNormal => p += frac * g.p_std * self.rng.sample::<f64, _>(StandardNormal).abs(),
+            }
+            // A PV never consumes, and never exceeds its inverter rating.
+            self.next_pv_p[k] = p.clamp(0.0, g.s_mva);
+        }
+    }
+
+    /// Makes the loaded row the one the physics uses.
+    fn commit_row(&mut self) {
+        self.load_p.copy_from_slice(&self.next_load_p);
+        self.load_q.copy_from_slice(&self.next_load_q);
+        self.pv_p.copy_from_slice(&self.next_pv_p);
+    }
+
+    fn apply_actions(&mut self, actions: &[f64]) {
+        let task = &self.task;
+        let scale = task.spec.action_scale;
+        let drop = task.spec.faults.drop_prob;
+        for (k, &a) in actions.iter().enumerate() {
+            let pv = &task.pvs[k];
+            let avail = (pv.s_mva * pv.s_mva - self.pv_p[k] * self.pv_p[k]).max(0.0).sqrt();
+            let mut q = a.clamp(-1.0, 1.0) * scale * avail;
+            if drop > 0.0 && self.rng.random::<f64>() < drop {
+                q = self.q[k]; // message lost: the inverter keeps its setpoint
+            }
+            for f in &task.spec.faults.agents {
+                if f.agent == k && (f.from_step..=f.to_step).contains(&self.t) {
+                    q = match f.kind {
+                        FaultKind::Frozen => self.q[k],
+                        FaultKind::Zero => 0.0,
+                    };
+                }
+            }
+            // Capacity may have shrunk since the setpoint was made (p rose): clip.
+            self.q[k] = q.clamp(-avail, avail);
+        }
+    }
+
+    fn solve(&mut self) -> Result<(), PowerFlowError> {
+        self.p_inj.fill(0.0);
+        self.q_inj.fill(0.0);
+        for (i, l) in self.task.loads.iter().enumerate() {
+            self.p_inj[l.bus] -= self.load_p[i];
+            self.q_inj[l.bus] -= self.load_q[i];
+        }
+        for (k, g) in self.task.pvs.iter().enumerate() {
+            self.p_inj[g.bus] += self.pv_p[k];
+            self.q_inj[g.bus] += self.q[k];
+        }
+        let inj = Injection { p_mw: &self.p_inj, q_mvar: &self.q_inj };
+        let r = match &mut self.physics {
+            Physics::Ac(s) => s.solve(inj, &mut self.sol),
+            Physics::Ldf(s) => s.solve(inj, &mut self.sol),
+        };
+        match r {
+            Ok(info) => {
+                self.info = info;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn measure(&mut self) {
+        let sigma = self.task.spec.observation.voltage_noise_pu;
+        for i in 0..self.vm_meas.len() {
+            let v = self.sol.vm_pu[i];
+            self.vm_meas[i] = if sigma > 0.0 { v + sigma * self.rng.sample::<f64, _>(StandardNormal) } else { v };
+        }
+    }
+
+    fn voltage_metrics(&self, m: &mut StepMetrics) {
+        let (lo, hi) = (self.task.spec.v_min, self.task.spec.v_max);
+        let (mut vmin, mut vmax) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut any = false;
+        for &b in &self.task.metric_buses {
+            let v = self.sol.vm_pu[b];
+            vmin = vmin.min(v);
+            vmax = vmax.max(v);
+            let viol = (v - hi).max(0.0) + (lo - v).max(0.0);
+            if viol > 0.0 {
+                any = true;
+                m.violation_pu += viol;
+                m.max_violation_pu = m.max_violation_pu.max(viol);
+            }
+        }
+        m.cr = if any { 0.0 } else { 1.0 };
+        m.v_min_pu = vmin;
+        m.v_max_pu = vmax;
+    }
+
+    fn reward(&self, m: &StepMetrics) -> f64 {
+        let spec = &self.task.spec;
+        let b = spec.reward.barrier;
+        let buses = &self.task.metric_buses;
+        let v_term = buses.iter().map(|&i| b.value(self.sol.vm_pu[i], spec.v_min, spec.v_max)).sum::<f64>() / buses.len() as f64;
+        let mut r = v_term + spec.reward.q_weight * m.ql_mvar;
+        if spec.reward.loss_weight != 0.0 {
+            let n_br = self.task.network.active_branches().count().max(1) as f64;
+            r += spec.reward.loss_weight * m.loss_mw / n_br;
+        }
+        -r
+    }
+
+    fn accumulate(&mut self, m: &StepMetrics) {
+        let dt_h = self.task.spec.resolution_s as f64 / 3600.0;
+        let a = &mut self.acc;
+        a.steps += 1;
+        a.cr_sum += m.cr;
+        a.ql_sum += m.ql_mvar;
+        if m.diverged {
+            a.divergences += 1;
+            a.violation_steps += 1;
+            return;
+        }
+        if m.cr < 1.0 {
+            a.violation_steps += 1;
+        }
+        a.violation_pu_sum += m.violation_pu;
+        a.loss_kwh += m.loss_mw * 1000.0 * dt_h;
+        a.q_kvarh += self.q.iter().map(|q| q.abs()).sum::<f64>() * 1000.0 * dt_h;
+        let (lo, hi) = (self.task.spec.v_min, self.task.spec.v_max);
+        for &b in &self.task.metric_buses {
+            let v = self.sol.vm_pu[b];
+            a.avv_sum[b] += (v - hi).max(0.0) + (lo - v).max(0.0);
+        }
+    }
+
+    /// Observations and state from the current solved state (see the module docs for layouts).
+    fn write_observations(&mut self) {
+        let task = &self.task;
+        let compat = task.spec.mode == Mode::Compat;
+        let norm = task.normalize;
+        let ps = if norm { 1.0 / task.power_scale_mw } else { 1.0 };
+        let vnorm = |v: f64| if norm { (v - 1.0) / 0.05 } else { v };
+        let n = task.network.n_bus();
+        let m = task.max_zone;
+        let d = task.obs_dim();
+        let angles = task.spec.observation.angles;
+        // Per-bus consumption for the zone blocks: pure load (clean), or MAPDN's net consumption
+        // with the zone PVs' *next-row* p and current q added back (compat).
+        // p_inj holds the injections the physics was solved with.
+        let pv_now: &[f64] = if compat { &self.next_pv_p } else { &self.pv_p };
+        for (k, pv) in task.pvs.iter().enumerate() {
+            let z = &task.zones[pv.zone];
+            let row = &mut self.obs[k * d..(k + 1) * d];
+            row.fill(0.0);
+            let zl = z.buses.len();
+            // Offsets of the blocks: compat concatenates then pads at the end; clean pads
+            // every block to max|Z| so that a feature keeps its position across zones.
+            let w = if compat { zl } else { m };
+            let (op, oq, ok, ov) = (0, w, 2 * w, 2 * w + 2);
+            for (j, &b) in z.buses.iter().enumerate() {
+                let (mut pc, mut qc) = (-self.p_inj[b], -self.q_inj[b]);
+                for &a in &z.agents {
+                    if task.pvs[a].bus == b {
+                        pc += pv_now[a];
+                        qc += self.q[a];
+                    }
+                }
+                row[op + j] = (pc * ps) as f32;
+                row[oq + j] = (qc * ps) as f32;
+                row[ov + j] = vnorm(self.vm_meas[b]) as f32;
+                if angles {
+                    row[ov + w + j] = self.sol.va_rad[b] as f32;
+                }
+            }
+            row[ok] = (pv_now[k] * ps) as f32;
+            row[ok + 1] = (self.q[k] * ps) as f32;
+        }
+        // Global state: bus P, Q (net consumption), PV p, q, all |V|, all θ (compat: degrees).
+        let np = task.pvs.len();
+        let s = &mut self.state;
+        for b in 0..n {
+            s[b] = (-self.p_inj[b] * ps) as f32;
+            s[n + b] = (-self.q_inj[b] * ps) as f32;
+            s[2 * n + 2 * np + b] = vnorm(self.sol.vm_pu[b]) as f32;
+            let va = self.sol.va_rad[b];
+            s[3 * n + 2 * np + b] = if compat { va.to_degrees() } else { va } as f32;
+        }
+        for k in 0..np {
+            s[2 * n + k] = (pv_now[k] * ps) as f32;
+            s[2 * n + np + k] = (self.q[k] * ps) as f32;
+        }
+    }
+}
