@@ -122,6 +122,10 @@ pub struct PvSpec {
     pub rating_factor: f64,
     #[serde(default = "default_rating")]
     pub rating: Rating,
+    /// Divide each PV profile by its annual maximum, so that the peak output equals the nominal
+    /// (DC) size (clear-sky peak) instead of SimBench's 59–63 %.
+    #[serde(default)]
+    pub normalize_profile: bool,
     #[serde(default)]
     pub dc_kw_min: f64,
     #[serde(default)]
@@ -294,6 +298,9 @@ pub struct TaskSpec {
     pub v_min: f64,
     #[serde(default = "default_vmax")]
     pub v_max: f64,
+    /// Voltage magnitude held at the slack bus (pu); default: the network file's.
+    #[serde(default)]
+    pub slack_vm_pu: Option<f64>,
     /// Action a ∈ [−1, 1] maps to q = a · action_scale · √(S² − p²).
     pub action_scale: f64,
     #[serde(default)]
@@ -496,7 +503,14 @@ impl Task {
         let col = |name: &str, field: &str| {
             profiles.column(name).ok_or_else(|| err(field, format!("unknown profile '{name}'")))
         };
-        let net = det.network.clone();
+        let mut net = det.network.clone();
+        if let Some(v) = spec.slack_vm_pu {
+            if !(v > 0.5 && v < 1.5) {
+                return Err(err("slack_vm_pu", format!("expected a voltage in (0.5, 1.5) pu, got {v}")));
+            }
+            let slack = net.slack;
+            net.buses[slack].vm_pu = v;
+        }
         let n = net.n_bus();
 
         // Loads.
@@ -586,6 +600,14 @@ impl Task {
         }
         if pvs.is_empty() {
             return Err(err("pv", "the task has no PV inverter, hence no agent".into()));
+        }
+        if spec.pv.normalize_profile {
+            for g in &mut pvs {
+                let peak = profiles.values(g.col).iter().copied().fold(0.0, f64::max);
+                if peak > 0.0 {
+                    g.p_mw /= peak;
+                }
+            }
         }
         for (k, pv) in pvs.iter().enumerate() {
             if pv.bus == net.slack {
