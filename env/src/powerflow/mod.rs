@@ -34,7 +34,7 @@ pub struct Injection<'a> {
 }
 
 /// Bus voltages of a solve; reused across calls (and as the warm start).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Solution {
     /// Voltage magnitudes (pu), bus order.
     pub vm_pu: Vec<f64>,
@@ -42,6 +42,19 @@ pub struct Solution {
     pub va_rad: Vec<f64>,
     /// Whether the vectors hold a converged solution (usable as a warm start).
     pub valid: bool,
+}
+
+impl Clone for Solution {
+    fn clone(&self) -> Self {
+        Solution { vm_pu: self.vm_pu.clone(), va_rad: self.va_rad.clone(), valid: self.valid }
+    }
+
+    /// Reuses the buffers (the derived version would allocate).
+    fn clone_from(&mut self, source: &Self) {
+        self.vm_pu.clone_from(&source.vm_pu);
+        self.va_rad.clone_from(&source.va_rad);
+        self.valid = source.valid;
+    }
 }
 
 impl Solution {
