@@ -229,6 +229,9 @@ pub struct VoltageEnv {
     q_inj: Vec<f64>,
     // outputs
     vm_meas: Vec<f64>,
+    /// Per-bus load seen in the zone blocks (MW, Mvar), rebuilt each step.
+    cons_p: Vec<f64>,
+    cons_q: Vec<f64>,
     obs: Vec<f32>,
     state: Vec<f32>,
     acc: MetricsAcc,
@@ -277,6 +280,8 @@ impl VoltageEnv {
             p_inj: vec![0.0; n],
             q_inj: vec![0.0; n],
             vm_meas: vec![0.0; n],
+            cons_p: vec![0.0; n],
+            cons_q: vec![0.0; n],
             obs: vec![0.0; np * task.obs_dim()],
             state: vec![0.0; task.state_dim()],
             acc: MetricsAcc::new(n),
@@ -500,10 +505,11 @@ impl VoltageEnv {
             (0.0, 0.0)
         };
         let noise = if self.noise_on { spec.data } else { DataNoise::None };
+        let (row, w) = task.profiles.position(t_s);
         let frac = spec.data_sigma_frac;
         for (i, l) in task.loads.iter().enumerate() {
-            let mut p = l.p_mw * task.profiles.at(l.p_col, t_s);
-            let mut q = l.q_mvar * task.profiles.at(l.q_col, t_s);
+            let mut p = l.p_mw * task.profiles.at_position(l.p_col, row, w);
+            let mut q = l.q_mvar * task.profiles.at_position(l.q_col, row, w);
             if fl_sigma > 0.0 {
                 let e = &mut self.fl_load[i];
                 *e = rho * *e + fl_sigma * (1.0 - rho * rho).sqrt() * self.rng.sample::<f64, _>(StandardNormal);
@@ -525,7 +531,7 @@ impl VoltageEnv {
             self.next_load_q[i] = q;
         }
         for (k, g) in task.pvs.iter().enumerate() {
-            let base = g.p_mw * task.profiles.at(g.col, t_s);
+            let base = g.p_mw * task.profiles.at_position(g.col, row, w);
             let mut p = base;
             if fl_sigma > 0.0 {
                 let e = &mut self.fl_pv[k];
@@ -676,10 +682,19 @@ impl VoltageEnv {
         let m = task.max_zone;
         let d = task.obs_dim();
         let angles = task.spec.observation.angles;
-        // Per-bus consumption for the zone blocks: pure load (clean), or MAPDN's net consumption
-        // with the zone PVs' *next-row* p and current q added back (compat).
-        // p_inj holds the injections the physics was solved with.
+        // Per-bus load for the zone blocks: the net consumption the physics was solved with, with
+        // every PV's p and q added back (zones partition the buses, so "the zone's PVs at a bus"
+        // are all PVs at that bus). Clean: the same row, i.e. pure load. Compat: MAPDN's mix with
+        // the *next* row's PV p.
         let pv_now: &[f64] = if compat { &self.next_pv_p } else { &self.pv_p };
+        for b in 0..n {
+            self.cons_p[b] = -self.p_inj[b];
+            self.cons_q[b] = -self.q_inj[b];
+        }
+        for (k, pv) in task.pvs.iter().enumerate() {
+            self.cons_p[pv.bus] += pv_now[k];
+            self.cons_q[pv.bus] += self.q[k];
+        }
         for (k, pv) in task.pvs.iter().enumerate() {
             let z = &task.zones[pv.zone];
             let row = &mut self.obs[k * d..(k + 1) * d];
@@ -690,15 +705,8 @@ impl VoltageEnv {
             let w = if compat { zl } else { m };
             let (op, oq, ok, ov) = (0, w, 2 * w, 2 * w + 2);
             for (j, &b) in z.buses.iter().enumerate() {
-                let (mut pc, mut qc) = (-self.p_inj[b], -self.q_inj[b]);
-                for &a in &z.agents {
-                    if task.pvs[a].bus == b {
-                        pc += pv_now[a];
-                        qc += self.q[a];
-                    }
-                }
-                row[op + j] = (pc * ps) as f32;
-                row[oq + j] = (qc * ps) as f32;
+                row[op + j] = (self.cons_p[b] * ps) as f32;
+                row[oq + j] = (self.cons_q[b] * ps) as f32;
                 row[ov + j] = vnorm(self.vm_meas[b]) as f32;
                 if angles {
                     row[ov + w + j] = self.sol.va_rad[b] as f32;

@@ -153,13 +153,26 @@ impl Profiles {
     /// (held constant after the last row).
     #[inline]
     pub fn at(&self, col: usize, t_s: f64) -> f64 {
-        let x = t_s / ROW_SECONDS as f64;
+        let (i, a) = self.position(t_s);
+        self.at_position(col, i, a)
+    }
+
+    /// Row index and interpolation weight of a time (s), shared by all columns at that time.
+    #[inline]
+    pub fn position(&self, t_s: f64) -> (usize, f64) {
+        let x = (t_s / ROW_SECONDS as f64).max(0.0);
         let i = x.floor() as usize;
-        let c = &self.columns[col];
-        if i + 1 >= c.len() {
-            return c[c.len() - 1];
+        if i + 1 >= self.rows {
+            (self.rows.saturating_sub(2), 1.0)
+        } else {
+            (i, x - i as f64)
         }
-        let a = x - i as f64;
+    }
+
+    /// The factor of column `col` at a [`Self::position`].
+    #[inline]
+    pub fn at_position(&self, col: usize, i: usize, a: f64) -> f64 {
+        let c = &self.columns[col];
         c[i] + a * (c[i + 1] - c[i])
     }
 }

@@ -344,8 +344,10 @@ pub struct TaskLoad {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPv {
     pub bus: usize,
-    /// Nominal active power (MW): p(t) = p_mw × profile(t).
+    /// Active power per unit of profile factor (MW): p(t) = p_mw × profile(t).
     pub p_mw: f64,
+    /// Nominal (DC) size (MW): `p_mw` before `normalize_profile`.
+    pub dc_mw: f64,
     /// Inverter rating S (MVA).
     pub s_mva: f64,
     pub col: usize,
@@ -575,7 +577,7 @@ impl Task {
                             spec.pv.profiles[(cycle - 1) % spec.pv.profiles.len()].clone()
                         }
                     };
-                    pvs.push(TaskPv { bus: g.bus, p_mw: g.p_mw, s_mva: 0.0, col: col(&name, "pv.profiles")?, p_std: 0.0, zone: usize::MAX });
+                    pvs.push(TaskPv { bus: g.bus, p_mw: g.p_mw, dc_mw: 0.0, s_mva: 0.0, col: col(&name, "pv.profiles")?, p_std: 0.0, zone: usize::MAX });
                 }
             }
             PvPlacement::EveryBus => {
@@ -594,12 +596,15 @@ impl Task {
                     let dc_kw = rng.random_range(spec.pv.dc_kw_min..=spec.pv.dc_kw_max);
                     let name = &spec.pv.profiles[k % spec.pv.profiles.len()];
                     k += 1;
-                    pvs.push(TaskPv { bus: b, p_mw: dc_kw / 1000.0, s_mva: 0.0, col: col(name, "pv.profiles")?, p_std: 0.0, zone: usize::MAX });
+                    pvs.push(TaskPv { bus: b, p_mw: dc_kw / 1000.0, dc_mw: 0.0, s_mva: 0.0, col: col(name, "pv.profiles")?, p_std: 0.0, zone: usize::MAX });
                 }
             }
         }
         if pvs.is_empty() {
             return Err(err("pv", "the task has no PV inverter, hence no agent".into()));
+        }
+        for g in &mut pvs {
+            g.dc_mw = g.p_mw;
         }
         if spec.pv.normalize_profile {
             for g in &mut pvs {
@@ -627,6 +632,7 @@ impl Task {
             }
             for g in &mut pvs {
                 g.p_mw *= peak / cur;
+                g.dc_mw *= peak / cur;
             }
         }
         // Ratings: MAPDN takes the peak over the whole file; clean mode over the training days.
@@ -636,7 +642,7 @@ impl Task {
             g.s_mva = spec.pv.rating_factor
                 * match spec.pv.rating {
                     Rating::Peak => g.p_mw * train_rows.iter().map(|&t| vals[t]).fold(0.0, f64::max),
-                    Rating::Nominal => g.p_mw,
+                    Rating::Nominal => g.dc_mw,
                 };
             g.p_std = g.p_mw * std_dev(vals);
             if !(g.s_mva > 0.0) {
