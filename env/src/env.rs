@@ -614,7 +614,8 @@ impl VoltageEnv {
         }
     }
 
-    fn voltage_metrics(&self, m: &mut StepMetrics) {
+    /// Voltage metrics of a solved step; also adds each bus's violation to the episode's AVV sums.
+    fn voltage_metrics(&mut self, m: &mut StepMetrics) {
         let (lo, hi) = (self.task.spec.v_min, self.task.spec.v_max);
         let (mut vmin, mut vmax) = (f64::INFINITY, f64::NEG_INFINITY);
         let mut any = false;
@@ -627,6 +628,7 @@ impl VoltageEnv {
                 any = true;
                 m.violation_pu += viol;
                 m.max_violation_pu = m.max_violation_pu.max(viol);
+                self.acc.avv_sum[b] += viol;
             }
         }
         m.cr = if any { 0.0 } else { 1.0 };
@@ -641,8 +643,7 @@ impl VoltageEnv {
         let v_term = buses.iter().map(|&i| b.value(self.sol.vm_pu[i], spec.v_min, spec.v_max)).sum::<f64>() / buses.len() as f64;
         let mut r = v_term + spec.reward.q_weight * m.ql_mvar;
         if spec.reward.loss_weight != 0.0 {
-            let n_br = self.task.network.active_branches().count().max(1) as f64;
-            r += spec.reward.loss_weight * m.loss_mw / n_br;
+            r += spec.reward.loss_weight * m.loss_mw / self.task.n_branches.max(1) as f64;
         }
         -r
     }
@@ -663,12 +664,7 @@ impl VoltageEnv {
         }
         a.violation_pu_sum += m.violation_pu;
         a.loss_kwh += m.loss_mw * 1000.0 * dt_h;
-        a.q_kvarh += self.q.iter().map(|q| q.abs()).sum::<f64>() * 1000.0 * dt_h;
-        let (lo, hi) = (self.task.spec.v_min, self.task.spec.v_max);
-        for &b in &self.task.metric_buses {
-            let v = self.sol.vm_pu[b];
-            a.avv_sum[b] += (v - hi).max(0.0) + (lo - v).max(0.0);
-        }
+        a.q_kvarh += m.ql_mvar * self.q.len() as f64 * 1000.0 * dt_h;
     }
 
     /// Observations and state from the current solved state (see the module docs for layouts).
@@ -695,25 +691,34 @@ impl VoltageEnv {
             self.cons_p[pv.bus] += pv_now[k];
             self.cons_q[pv.bus] += self.q[k];
         }
-        for (k, pv) in task.pvs.iter().enumerate() {
-            let z = &task.zones[pv.zone];
-            let row = &mut self.obs[k * d..(k + 1) * d];
-            row.fill(0.0);
+        // Agents of one zone share everything but their own p and q: write the zone's block once
+        // (into its first agent's row), copy it to the others.
+        for z in &task.zones {
+            let first = z.agents[0];
             let zl = z.buses.len();
             // Offsets of the blocks: compat concatenates then pads at the end; clean pads
             // every block to max|Z| so that a feature keeps its position across zones.
             let w = if compat { zl } else { m };
             let (op, oq, ok, ov) = (0, w, 2 * w, 2 * w + 2);
-            for (j, &b) in z.buses.iter().enumerate() {
-                row[op + j] = (self.cons_p[b] * ps) as f32;
-                row[oq + j] = (self.cons_q[b] * ps) as f32;
-                row[ov + j] = vnorm(self.vm_meas[b]) as f32;
-                if angles {
-                    row[ov + w + j] = self.sol.va_rad[b] as f32;
+            {
+                let row = &mut self.obs[first * d..(first + 1) * d];
+                row.fill(0.0);
+                for (j, &b) in z.buses.iter().enumerate() {
+                    row[op + j] = (self.cons_p[b] * ps) as f32;
+                    row[oq + j] = (self.cons_q[b] * ps) as f32;
+                    row[ov + j] = vnorm(self.vm_meas[b]) as f32;
+                    if angles {
+                        row[ov + w + j] = self.sol.va_rad[b] as f32;
+                    }
                 }
             }
-            row[ok] = (pv_now[k] * ps) as f32;
-            row[ok + 1] = (self.q[k] * ps) as f32;
+            for &k in &z.agents[1..] {
+                self.obs.copy_within(first * d..(first + 1) * d, k * d);
+            }
+            for &k in &z.agents {
+                self.obs[k * d + ok] = (pv_now[k] * ps) as f32;
+                self.obs[k * d + ok + 1] = (self.q[k] * ps) as f32;
+            }
         }
         // Global state: bus P, Q (net consumption), PV p, q, all |V|, all θ (compat: degrees).
         let np = task.pvs.len();

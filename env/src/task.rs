@@ -384,6 +384,8 @@ pub struct Task {
     /// voltages are mapped to (v − 1)/0.05.
     pub power_scale_mw: f64,
     pub normalize: bool,
+    /// In-service branches (the reward's mean-loss denominator).
+    pub n_branches: usize,
     pub profiles: Arc<Profiles>,
 }
 
@@ -733,7 +735,9 @@ impl Task {
         let power_scale_mw = pvs.iter().map(|g| g.s_mva).sum::<f64>() / pvs.len() as f64;
         let normalize = spec.observation.normalize.unwrap_or(spec.mode == Mode::Clean);
         let _ = ROW_SECONDS;
+        let n_branches = net.active_branches().count();
         Ok(Task {
+            n_branches,
             source: source.into(),
             network: net,
             bus_id: det.bus_id,
