@@ -71,6 +71,23 @@ pub struct StepMetrics {
     pub diverged: bool,
 }
 
+/// The typed spaces of an environment (PettingZoo's `observation_space` / `action_space`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Spaces {
+    pub n_agents: usize,
+    /// Each agent observes a `Box(obs_dim)` of f32.
+    pub obs_dim: usize,
+    /// The global state is a `Box(state_dim)` of f32.
+    pub state_dim: usize,
+    /// Each agent acts with one f64 in [−1, 1].
+    pub action_dim: usize,
+}
+
+impl Spaces {
+    pub const ACTION_LOW: f64 = -1.0;
+    pub const ACTION_HIGH: f64 = 1.0;
+}
+
 /// What `step` returns.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
@@ -289,6 +306,10 @@ impl VoltageEnv {
         })
     }
 
+    /// Observation, state and action spaces.
+    pub fn spaces(&self) -> Spaces {
+        Spaces { n_agents: self.n_agents(), obs_dim: self.obs_dim(), state_dim: self.state_dim(), action_dim: 1 }
+    }
     pub fn task(&self) -> &Arc<Task> {
         &self.task
     }

@@ -39,7 +39,7 @@ pub mod task;
 pub mod vector;
 
 pub use controller::Controller;
-pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Step, StepMetrics, VoltageEnv};
+pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Spaces, Step, StepMetrics, VoltageEnv};
 pub use network::{Network, NetworkError};
 pub use profiles::Split;
 pub use task::{Task, TaskError};

@@ -95,6 +95,20 @@ pub enum PvPlacement {
     /// One at every non-slack bus (the network's own static generators are dropped), DC size
     /// uniform in [`dc_kw_min`, `dc_kw_max`] from `seed`.
     EveryBus,
+    /// The units listed in `[[pv.units]]` (bus id, DC size, profile).
+    Units,
+}
+
+/// One explicitly placed PV unit (`placement = "units"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PvUnit {
+    /// Bus id (pandapower id).
+    pub bus: i64,
+    /// Nominal (DC) size (kW).
+    pub dc_kw: f64,
+    /// PV profile name (`PV1`..`PV8`).
+    pub profile: String,
 }
 
 /// What the inverter rating S is a multiple of.
@@ -132,6 +146,9 @@ pub struct PvSpec {
     pub dc_kw_max: f64,
     #[serde(default)]
     pub seed: u64,
+    /// The units of `placement = "units"`.
+    #[serde(default)]
+    pub units: Vec<PvUnit>,
 }
 
 fn default_rating_factor() -> f64 {
@@ -599,6 +616,18 @@ impl Task {
                     let name = &spec.pv.profiles[k % spec.pv.profiles.len()];
                     k += 1;
                     pvs.push(TaskPv { bus: b, p_mw: dc_kw / 1000.0, dc_mw: 0.0, s_mva: 0.0, col: col(name, "pv.profiles")?, p_std: 0.0, zone: usize::MAX });
+                }
+            }
+            PvPlacement::Units => {
+                for (i, u) in spec.pv.units.iter().enumerate() {
+                    let field = format!("pv.units[{i}]");
+                    let bus = det
+                        .bus_index(u.bus)
+                        .ok_or_else(|| err(&format!("{field}.bus"), format!("bus id {} is not in the network", u.bus)))?;
+                    if !(u.dc_kw > 0.0) {
+                        return Err(err(&format!("{field}.dc_kw"), format!("expected a positive size, got {}", u.dc_kw)));
+                    }
+                    pvs.push(TaskPv { bus, p_mw: u.dc_kw / 1000.0, dc_mw: 0.0, s_mva: 0.0, col: col(&u.profile, &format!("{field}.profile"))?, p_std: 0.0, zone: usize::MAX });
                 }
             }
         }

@@ -368,3 +368,46 @@ fn bad_task_files_get_clear_errors() {
     assert!(e.contains("is in no zone"), "{e}");
     assert!(Task::load("no_such_task").unwrap_err().to_string().contains("built-in tasks: mapdn33"));
 }
+
+#[test]
+fn explicit_pv_units_and_their_errors() {
+    let base = include_str!("../../configs/tasks/mapdn33.toml");
+    let units = base.replace(
+        "placement = \"sgens\"",
+        "placement = \"units\"\nunits = [{ bus = 12, dc_kw = 400.0, profile = \"PV3\" }, { bus = 30, dc_kw = 250.0, profile = \"PV5\" }]",
+    );
+    let t = Task::from_toml(&units, "units.toml", None).unwrap();
+    assert_eq!(t.n_agents(), 2);
+    assert_eq!(t.bus_id[t.pvs[1].bus], 30);
+    let missing = units.replace("bus = 30,", "bus = 99,");
+    let e = Task::from_toml(&missing, "units.toml", None).unwrap_err().to_string();
+    assert!(e.contains("pv.units[1].bus") && e.contains("bus id 99 is not in the network"), "{e}");
+    let negative = units.replace("dc_kw = 250.0", "dc_kw = -250.0");
+    let e = Task::from_toml(&negative, "units.toml", None).unwrap_err().to_string();
+    assert!(e.contains("pv.units[1].dc_kw"), "{e}");
+}
+
+#[test]
+fn malformed_profile_files_name_file_line_and_column() {
+    use voltarena_env::profiles::Profiles;
+    let path = std::path::Path::new("p.csv");
+    let good_rows: String = (0..96).map(|i| format!("{i},0.5,0.1\n")).collect();
+    let check = |text: String, expect: &str| {
+        let mut p = Profiles::load_dir(&voltarena_env::task::data_dir().join("profiles")).unwrap();
+        let e = p.add_csv(text.as_bytes(), path).unwrap_err().to_string();
+        assert!(e.contains("p.csv") && e.contains(expect), "{e}");
+    };
+    check(format!("step,X_pload,X_qload\n{good_rows}"), "rows, but the other profile file has");
+    check(format!("step,Y_pload,Y_qload\n0,0.5,abc\n"), "p.csv:2: column 'Y_qload': expected a number, found 'abc'");
+    check(format!("step,Z_pload,Z_qload\n0,0.5\n"), "p.csv:2: expected 3 columns, found 2");
+    check(format!("step,W_pload\n1,0.5\n"), "column 'step': expected 0, found '1'");
+    check("time,A\n".to_string(), "expected a header 'step,<profile>,...'");
+    check("step,PV1\n0,0.1\n".to_string(), "profile 'PV1' appears twice");
+    // Interpolation between quarter hours is linear.
+    let p = Profiles::load_dir(&voltarena_env::task::data_dir().join("profiles")).unwrap();
+    let c = p.column("PV4").unwrap();
+    let v = p.values(c);
+    let noon = 48 + 96 * 170;
+    assert_eq!(p.at(c, noon as f64 * 900.0), v[noon]);
+    assert!((p.at(c, noon as f64 * 900.0 + 180.0) - (0.8 * v[noon] + 0.2 * v[noon + 1])).abs() < 1e-12);
+}
