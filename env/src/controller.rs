@@ -46,7 +46,7 @@ impl Controller for RandomControl {
         "random"
     }
     fn reset(&mut self, _env: &VoltageEnv, seed: u64) {
-        self.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_AC7105);
+        self.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0FAC_7105);
     }
     fn act(&mut self, _env: &VoltageEnv, actions: &mut [f64]) {
         for a in actions.iter_mut() {

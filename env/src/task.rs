@@ -7,7 +7,7 @@
 //! compiled into the binary ([`builtin_names`], [`Task::builtin`]).
 
 use crate::network::{DetailedNetwork, LoadError, Network};
-use crate::profiles::{start_ranges, Profiles, Split, DAYS, ROW_SECONDS};
+use crate::profiles::{start_ranges, Profiles, Split, DAYS};
 use crate::reward::Barrier;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -763,7 +763,6 @@ impl Task {
         let metric_buses = (0..n).filter(|&b| bus_set == BusSet::All || b != net.slack).collect();
         let power_scale_mw = pvs.iter().map(|g| g.s_mva).sum::<f64>() / pvs.len() as f64;
         let normalize = spec.observation.normalize.unwrap_or(spec.mode == Mode::Clean);
-        let _ = ROW_SECONDS;
         let n_branches = net.active_branches().count();
         Ok(Task {
             n_branches,
