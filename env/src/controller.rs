@@ -14,6 +14,10 @@ pub trait Controller: Send {
     fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {}
     /// Writes the next actions.
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]);
+    /// Mean wall time of the controller's own computation per call, when it measures it.
+    fn seconds_per_iteration(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// No control: q ≡ 0.

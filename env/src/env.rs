@@ -45,11 +45,14 @@ pub struct ResetOptions {
     pub data_noise: Option<bool>,
     /// Start at this task step (must be a valid start of the split); random otherwise.
     pub start: Option<usize>,
+    /// Keep the exogenous data at the start row for the whole episode (static studies: a
+    /// controller iterates against a fixed operating point).
+    pub hold_data: bool,
 }
 
 impl Default for ResetOptions {
     fn default() -> Self {
-        ResetOptions { split: Split::Train, data_noise: None, start: None }
+        ResetOptions { split: Split::Train, data_noise: None, start: None, hold_data: false }
     }
 }
 
@@ -226,6 +229,7 @@ pub struct VoltageEnv {
     // episode
     split: Split,
     noise_on: bool,
+    hold_data: bool,
     start: usize,
     t: usize,
     done: bool,
@@ -281,6 +285,7 @@ impl VoltageEnv {
             info: SolveInfo::default(),
             split: Split::Train,
             noise_on: false,
+            hold_data: false,
             start: 0,
             t: 0,
             done: true,
@@ -392,6 +397,7 @@ impl VoltageEnv {
     pub fn reset(&mut self, seed: u64, opts: &ResetOptions) -> Result<(), EnvError> {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.split = opts.split;
+        self.hold_data = opts.hold_data;
         self.noise_on = opts.data_noise.unwrap_or(opts.split == Split::Train) && self.task.spec.noise.data != DataNoise::None;
         let ranges = self.task.start_ranges(opts.split);
         let total: usize = ranges.iter().map(|(a, b)| b - a + 1).sum();
@@ -466,7 +472,7 @@ impl VoltageEnv {
         }
         let compat = self.task.spec.mode == Mode::Compat;
         self.t += 1;
-        if !compat {
+        if !compat && !self.hold_data {
             self.load_row(self.start + self.t);
             self.commit_row();
         }
@@ -497,7 +503,7 @@ impl VoltageEnv {
         if compat {
             // MAPDN: the next row is loaded after the power flow (with fresh noise), without
             // re-solving; `steps` starts at 1 and the episode ends when it reaches the limit.
-            let row = self.start + self.t.max(1);
+            let row = if self.hold_data { self.start + 1 } else { self.start + self.t.max(1) };
             self.load_row(row);
             terminated = !ok || self.t + 1 >= self.task.spec.episode_steps;
             truncated = false;

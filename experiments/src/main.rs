@@ -4,6 +4,8 @@
 //! the file and field at fault and exit with status 2 (bad input) or 1 (anything else).
 
 mod atomic;
+mod baseline_cmd;
+mod plot;
 mod powerflow_cmd;
 mod rollout_cmd;
 mod task_cmd;
@@ -24,6 +26,8 @@ enum Command {
     Powerflow(powerflow_cmd::Args),
     /// Run a controller on a task's episodes and report CR, QL, AVV, violations, losses.
     Rollout(rollout_cmd::Args),
+    /// Run the model-based baselines (droop, OFO family) on a static or dynamic scenario.
+    Baseline(baseline_cmd::Args),
     /// List or describe tasks.
     #[command(subcommand)]
     Task(task_cmd::TaskCommand),
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Powerflow(args) => powerflow_cmd::run(args),
         Command::Rollout(args) => rollout_cmd::run(args),
         Command::Task(cmd) => task_cmd::run(cmd),
+        Command::Baseline(args) => baseline_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

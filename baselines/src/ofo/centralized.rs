@@ -1,0 +1,54 @@
+//! Centralized primal–dual gradient projection (9a)–(9c).
+//!
+//! Every node sends its voltage to the operator, which updates all duals (9a)–(9b) and broadcasts
+//! them; every node then takes the projected gradient step (9c)
+//! q ← Proj_Q[q − β((2C + εI) q + X(λ̄ − λ̲))]. The operator holds the full model (X·y by tree sweeps).
+
+use super::{clip, dual_update, OfoController, OfoModel, Steps};
+
+#[derive(Debug, Clone)]
+pub struct Centralized {
+    model: OfoModel,
+    steps: Steps,
+    lam_up: Vec<f64>,
+    lam_lo: Vec<f64>,
+    diff: Vec<f64>,
+    x_diff: Vec<f64>,
+}
+
+impl Centralized {
+    pub fn new(model: OfoModel, steps: Steps) -> Centralized {
+        let n = model.len();
+        Centralized { model, steps, lam_up: vec![0.0; n], lam_lo: vec![0.0; n], diff: vec![0.0; n], x_diff: vec![0.0; n] }
+    }
+
+    /// Duals (λ̄, λ̲) (kVar²/pu).
+    pub fn duals(&self) -> (&[f64], &[f64]) {
+        (&self.lam_up, &self.lam_lo)
+    }
+}
+
+impl OfoController for Centralized {
+    fn name(&self) -> &str {
+        "centralized"
+    }
+
+    fn reset(&mut self) {
+        self.lam_up.fill(0.0);
+        self.lam_lo.fill(0.0);
+    }
+
+    fn step(&mut self, v: &[f64], q_max: &[f64], q: &mut [f64]) {
+        let m = &self.model;
+        let s = &self.steps;
+        for i in 0..m.len() {
+            dual_update(&mut self.lam_up[i], &mut self.lam_lo[i], v[i], m.v_min, m.v_max, s.alpha, s.eta); // (9a), (9b)
+            self.diff[i] = self.lam_up[i] - self.lam_lo[i];
+        }
+        m.x_times(&self.diff, &mut self.x_diff);
+        for i in 0..m.len() {
+            let grad = (2.0 * m.c[i] + s.epsilon) * q[i] + self.x_diff[i];
+            q[i] = clip(q[i] - s.beta * grad, q_max[i]); // (9c)
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Online feedback optimization (OFO) controllers for inverter reactive power, after Zhan et al.
+//! (TPWRS 2025) and the comparison controllers of its Table I (`docs/OFO.md` gives the equations
+//! with the equation numbers used in the code comments).
+//!
+//! Problem (6): min_q qᵀCq s.t. v_min ≤ v(q) ≤ v_max, q ∈ Q = Π[−q̄_i, q̄_i], q̄_i = √(S_i² − p_i²),
+//! with the LinDistFlow model v = X q + w (X from cable reactances). Units as in the paper:
+//! q in kVar, v in pu, X in pu/kVar, duals λ in kVar²/pu.
+//!
+//! Each controller is fed, once per outer iteration, the voltage each node measured and each
+//! node's reactive limit, and updates the setpoints. The distributed ones are written node by
+//! node with explicit messages to neighbours (see [`Network`]), so lost messages and failed nodes
+//! can be simulated.
+
+pub mod centralized;
+pub mod nested;
+pub mod qu2020;
+pub mod tang2024;
+pub mod two_metric;
+
+use faer::Mat;
+use serde::{Deserialize, Serialize};
+use voltarena_env::Task;
+
+const NONE: usize = usize::MAX;
+
+/// The controllable tree: one node per non-slack bus, each with one inverter.
+#[derive(Debug, Clone)]
+pub struct OfoModel {
+    /// Network bus of each node.
+    pub bus: Vec<usize>,
+    /// Agent (inverter) index of each node.
+    pub agent: Vec<usize>,
+    /// Parent node, `usize::MAX` when the parent is the slack (bus 0 of the paper).
+    pub parent: Vec<usize>,
+    pub children: Vec<Vec<usize>>,
+    /// Nodes in breadth-first order from the slack (parents first); nodes are numbered in this
+    /// order, so it is 0..n.
+    pub order: Vec<usize>,
+    /// Reactance of the cable from each node to its parent (pu/kVar).
+    pub x: Vec<f64>,
+    /// X_ii = Σ x over the path slack → i (pu/kVar).
+    pub x_path: Vec<f64>,
+    /// Cost weights c_i (C = diag(c); 1 in the paper).
+    pub c: Vec<f64>,
+    pub v_min: f64,
+    pub v_max: f64,
+}
+
+/// Why a controller cannot be built for a task.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OfoError {
+    #[error("the OFO controllers need an inverter at every non-slack bus of a radial network: {0}")]
+    Topology(String),
+    #[error("{0}")]
+    Params(String),
+}
+
+impl OfoModel {
+    /// The model of a task whose every non-slack bus has exactly one inverter (rural2_96).
+    pub fn from_task(task: &Task) -> Result<OfoModel, OfoError> {
+        let net = &task.network;
+        let ldf = voltarena_env::LinDistFlow::new(net, voltarena_env::LinDistFlowForm::Linear)
+            .map_err(|e| OfoError::Topology(e.to_string()))?;
+        let tree = ldf.tree();
+        let n_bus = net.n_bus();
+        let mut agent_of_bus = vec![NONE; n_bus];
+        for (k, pv) in task.pvs.iter().enumerate() {
+            if agent_of_bus[pv.bus] != NONE {
+                return Err(OfoError::Topology(format!("bus id {} has two inverters", task.bus_id[pv.bus])));
+            }
+            agent_of_bus[pv.bus] = k;
+        }
+        // Nodes are numbered in breadth-first order from the slack: every parent comes before
+        // its children, so the sweeps run over contiguous memory.
+        let mut node_of_bus = vec![NONE; n_bus];
+        let mut bus = Vec::new();
+        for &b in &tree.order {
+            if b == net.slack {
+                continue;
+            }
+            if agent_of_bus[b] == NONE {
+                return Err(OfoError::Topology(format!("bus id {} has no inverter", task.bus_id[b])));
+            }
+            node_of_bus[b] = bus.len();
+            bus.push(b);
+        }
+        let n = bus.len();
+        // pu on the system base per pu of power → pu per kVar.
+        let per_kvar = 1.0 / (net.base_mva * 1000.0);
+        let mut parent = vec![NONE; n];
+        let mut children = vec![Vec::new(); n];
+        let mut x = vec![0.0; n];
+        for i in 0..n {
+            let b = bus[i];
+            let p = tree.parent[b];
+            debug_assert!(p == net.slack || node_of_bus[p] < i);
+            if p != net.slack {
+                parent[i] = node_of_bus[p];
+                children[node_of_bus[p]].push(i);
+            }
+            x[i] = ldf.x_to_parent()[b] * per_kvar;
+            if !(x[i] > 0.0) {
+                return Err(OfoError::Topology(format!("cable above bus id {} has no reactance", task.bus_id[b])));
+            }
+        }
+        let order: Vec<usize> = (0..n).collect();
+        let mut x_path = vec![0.0; n];
+        for &i in &order {
+            x_path[i] = x[i] + if parent[i] == NONE { 0.0 } else { x_path[parent[i]] };
+        }
+        Ok(OfoModel {
+            agent: bus.iter().map(|&b| agent_of_bus[b]).collect(),
+            bus,
+            parent,
+            children,
+            order,
+            x,
+            x_path,
+            c: vec![1.0; n],
+            v_min: task.spec.v_min,
+            v_max: task.spec.v_max,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bus.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bus.is_empty()
+    }
+
+    /// out = X·d by a backward sweep (subtree sums, (15)) and a forward sweep (path sums, (16)).
+    pub fn x_times(&self, d: &[f64], out: &mut [f64]) {
+        for &i in self.order.iter().rev() {
+            let mut s = d[i];
+            for &c in &self.children[i] {
+                s += out[c];
+            }
+            out[i] = s; // D_i
+        }
+        for &i in &self.order {
+            let up = if self.parent[i] == NONE { 0.0 } else { out[self.parent[i]] };
+            out[i] = up + self.x[i] * out[i]; // U_i
+        }
+    }
+
+    /// out = X⁻¹·y by the one-hop closed form (5): (X⁻¹y)_i = Σ_{j∈π(i)∪C_i} (y_i − y_j)/x_ij,
+    /// y of the slack = 0.
+    pub fn x_inv_times(&self, y: &[f64], out: &mut [f64]) {
+        for i in 0..self.len() {
+            let yp = if self.parent[i] == NONE { 0.0 } else { y[self.parent[i]] };
+            let mut s = (y[i] - yp) / self.x[i];
+            for &c in &self.children[i] {
+                s += (y[i] - y[c]) / self.x[c];
+            }
+            out[i] = s;
+        }
+    }
+
+    /// The dense X (pu/kVar), for tests and eigenvalues.
+    pub fn dense_x(&self) -> Mat<f64> {
+        let n = self.len();
+        let mut m = Mat::zeros(n, n);
+        let mut e = vec![0.0; n];
+        let mut col = vec![0.0; n];
+        for j in 0..n {
+            e[j] = 1.0;
+            self.x_times(&e, &mut col);
+            for i in 0..n {
+                m[(i, j)] = col[i];
+            }
+            e[j] = 0.0;
+        }
+        m
+    }
+
+    /// (λ_min, λ_max) of X.
+    pub fn eig_range(&self) -> (f64, f64) {
+        let x = self.dense_x();
+        let ev = x.self_adjoint_eigenvalues(faer::Side::Lower).expect("X is symmetric");
+        let lo = ev.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ev.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    }
+
+    /// The deepest node (largest X_ii): the paper's monitored "bus 95".
+    pub fn deepest(&self) -> usize {
+        (0..self.len()).max_by(|&a, &b| self.x_path[a].total_cmp(&self.x_path[b])).unwrap_or(0)
+    }
+}
+
+/// Step sizes and regularisation, each either absolute or relative to the model (resolved by
+/// [`StepSpec::resolve`]). Units as in the module docs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StepSpec {
+    /// Dual step α (kVar²/pu²).
+    pub alpha: Option<f64>,
+    /// α = alpha_gain / (β · X_ii of the deepest node): the dual loop gain there.
+    pub alpha_gain: Option<f64>,
+    /// Primal step β.
+    pub beta: Option<f64>,
+    /// β = beta_rel · λ_min(X).
+    pub beta_rel: Option<f64>,
+    /// Inner projected-gradient step γ (kVar/pu).
+    pub gamma: Option<f64>,
+    /// γ = gamma_rel / λ_max(X).
+    pub gamma_rel: Option<f64>,
+    /// Primal regularisation ε and dual regularisation η.
+    pub epsilon: Option<f64>,
+    pub eta: Option<f64>,
+    /// Inner iterations K (nested).
+    pub k_inner: Option<usize>,
+    /// Start the inner loop from the current setpoints (nested; default true).
+    pub warm_start: Option<bool>,
+    /// Augmented-Lagrangian penalty (Qu & Li; 1 in their code).
+    pub c_al: Option<f64>,
+}
+
+/// Resolved parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Steps {
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub epsilon: f64,
+    pub eta: f64,
+    pub k_inner: usize,
+    pub warm_start: bool,
+    pub c_al: f64,
+}
+
+impl StepSpec {
+    pub fn resolve(&self, model: &OfoModel) -> Result<Steps, OfoError> {
+        let need_eig = self.beta_rel.is_some() || self.gamma_rel.is_some();
+        let (lmin, lmax) = if need_eig { model.eig_range() } else { (f64::NAN, f64::NAN) };
+        let beta = match (self.beta, self.beta_rel) {
+            (Some(b), None) => b,
+            (None, Some(r)) => r * lmin,
+            (None, None) => return Err(OfoError::Params("set beta or beta_rel".into())),
+            (Some(_), Some(_)) => return Err(OfoError::Params("set beta or beta_rel, not both".into())),
+        };
+        let alpha = match (self.alpha, self.alpha_gain) {
+            (Some(a), None) => a,
+            (None, Some(g)) => g / (beta * model.x_path[model.deepest()]),
+            (None, None) => 0.0,
+            (Some(_), Some(_)) => return Err(OfoError::Params("set alpha or alpha_gain, not both".into())),
+        };
+        let gamma = match (self.gamma, self.gamma_rel) {
+            (Some(g), None) => g,
+            (None, Some(r)) => r / lmax,
+            (None, None) => 0.0,
+            (Some(_), Some(_)) => return Err(OfoError::Params("set gamma or gamma_rel, not both".into())),
+        };
+        let s = Steps {
+            alpha,
+            beta,
+            gamma,
+            epsilon: self.epsilon.unwrap_or(1e-10),
+            eta: self.eta.unwrap_or(1e-10),
+            k_inner: self.k_inner.unwrap_or(10),
+            warm_start: self.warm_start.unwrap_or(true),
+            c_al: self.c_al.unwrap_or(1.0),
+        };
+        for (name, v) in [("alpha", s.alpha), ("beta", s.beta), ("gamma", s.gamma), ("epsilon", s.epsilon), ("eta", s.eta), ("c_al", s.c_al)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(OfoError::Params(format!("{name} must be a finite number ≥ 0, got {v}")));
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// One OFO controller: per outer iteration, measured voltages and reactive limits in, setpoints
+/// out. All vectors are indexed by node ([`OfoModel`] order), q and limits in kVar.
+pub trait OfoController: Send {
+    fn name(&self) -> &str;
+    /// Forget duals and internal state (new episode).
+    fn reset(&mut self);
+    /// One outer iteration: `v` measured (pu), `q_max` = √(S² − p²) (kVar), `q` the setpoints in
+    /// force, overwritten with the new ones.
+    fn step(&mut self, v: &[f64], q_max: &[f64], q: &mut [f64]);
+}
+
+/// Communication faults applied to the distributed controllers' messages.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Nodes that have failed: they keep their setpoint, stop updating, and their neighbours
+    /// route the sweeps around them (they act as relays with no own contribution).
+    pub failed: Vec<bool>,
+    /// Probability that one message is lost (the receiver keeps the last value it got).
+    pub drop_prob: f64,
+    pub(crate) rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Network {
+    pub fn new(n: usize, failed_nodes: &[usize], drop_prob: f64, seed: u64) -> Network {
+        use rand::SeedableRng;
+        let mut failed = vec![false; n];
+        for &f in failed_nodes {
+            if f < n {
+                failed[f] = true;
+            }
+        }
+        Network { failed, drop_prob, rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed) }
+    }
+
+    /// Whether one message gets through.
+    #[inline]
+    pub fn delivered(&mut self) -> bool {
+        coin(&mut self.rng, self.drop_prob)
+    }
+}
+
+/// A message survives with probability 1 − `drop_prob`.
+#[inline]
+fn coin(rng: &mut rand_chacha::ChaCha8Rng, drop_prob: f64) -> bool {
+    use rand::RngExt;
+    drop_prob <= 0.0 || rng.random::<f64>() >= drop_prob
+}
+
+/// Projection onto Q: the per-node clip.
+#[inline]
+pub fn clip(q: f64, q_max: f64) -> f64 {
+    q.max(-q_max).min(q_max)
+}
+
+/// Local dual updates (9a)–(9b) at one node.
+#[inline]
+pub fn dual_update(lam_up: &mut f64, lam_lo: &mut f64, v: f64, v_min: f64, v_max: f64, alpha: f64, eta: f64) {
+    *lam_up = (*lam_up + alpha * (v - v_max - eta * *lam_up)).max(0.0);
+    *lam_lo = (*lam_lo + alpha * (v_min - v - eta * *lam_lo)).max(0.0);
+}
