@@ -36,9 +36,46 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The whole dynamic case: 7200 outer iterations (4 h at one every 2 s) of the nested controller
+/// against the AC plant (radial Newton), through the environment — data, power flow, metrics.
+fn dynamic_4h(c: &mut Criterion) {
+    use std::sync::Arc;
+    use voltarena_baselines::suite::{ControllerSet, Faults};
+    use voltarena_env::task::DataNoise;
+    use voltarena_env::{ResetOptions, Split, VoltageEnv};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/ofo_rural2_dynamic.toml")).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let set: ControllerSet = doc["controllers"].clone().try_into().unwrap();
+    let mut spec = Task::builtin("rural2_96").unwrap().spec;
+    spec.resolution_s = 2;
+    spec.episode_steps = 7200;
+    spec.noise.data = DataNoise::None;
+    let task = Arc::new(Task::build(spec, "bench", None).unwrap());
+    let opts = ResetOptions { split: Split::Test, data_noise: Some(false), start: Some((181 * 86_400 + 10 * 3600) / 2), hold_data: false };
+    let mut g = c.benchmark_group("dynamic_4h_rural2_96_ac");
+    g.sample_size(10);
+    for name in ["none", "nested", "centralized"] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut env = VoltageEnv::new(task.clone()).unwrap();
+                env.reset(0, &opts).unwrap();
+                let mut ctl = set.build(name, &task, &Faults::default()).unwrap();
+                ctl.reset(&env, 0);
+                let mut a = vec![0.0; env.n_agents()];
+                for _ in 0..7200 {
+                    ctl.act(&env, &mut a);
+                    env.step(&a).unwrap();
+                }
+                env.episode_metrics().loss_kwh
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, dynamic_4h
 }
 criterion_main!(benches);

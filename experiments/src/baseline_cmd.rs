@@ -25,6 +25,32 @@ pub struct Args {
     /// Output folder for results.json, results.md and plots (default: results/<config name>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Override a config value, e.g. `--set scenario.voltage_noise_pu=0.001` (TOML value syntax;
+    /// repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+/// Applies `key.path=value` overrides to a parsed TOML document.
+pub fn apply_sets(doc: &mut toml::Value, sets: &[String]) -> Result<(), String> {
+    for s in sets {
+        let (key, raw) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected KEY=VALUE"))?;
+        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+            Err(_) => toml::Value::String(raw.to_string()),
+        };
+        let mut node = &mut *doc;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for (k, part) in parts.iter().enumerate() {
+            let table = node.as_table_mut().ok_or_else(|| format!("--set {s}: '{}' is not a table", parts[..k].join(".")))?;
+            if k + 1 == parts.len() {
+                table.insert(part.to_string(), value.clone());
+                break;
+            }
+            node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,9 +85,14 @@ pub struct Scenario {
     /// Sub-interval fluctuation of loads and PV (relative σ; a cloud/variability process).
     #[serde(default)]
     pub fluctuation_sigma: f64,
-    /// Failed nodes (bus ids): setpoint frozen, bypassed in the message passing.
+    /// Failed nodes (bus ids): the whole node is down — no measurement, no update, setpoint
+    /// frozen — and the distributed controllers' messages bypass it.
     #[serde(default)]
     pub failed_buses: Vec<i64>,
+    /// Stuck inverters (bus ids): the node computes and communicates, but its inverter keeps its
+    /// setpoint (applied in the plant, so it hits every controller alike).
+    #[serde(default)]
+    pub stuck_buses: Vec<i64>,
     /// Probability that a message between neighbours is lost.
     #[serde(default)]
     pub drop_prob: f64,
@@ -145,6 +176,11 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     spec.noise.data = DataNoise::None;
     spec.noise.fluctuation_sigma = sc.fluctuation_sigma;
     spec.observation.voltage_noise_pu = sc.voltage_noise_pu;
+    for id in &sc.stuck_buses {
+        let b = base.bus_id.iter().position(|x| x == id).ok_or_else(|| bad("scenario.stuck_buses", format!("bus id {id} is not in the network")))?;
+        let agent = base.pvs.iter().position(|p| p.bus == b).ok_or_else(|| bad("scenario.stuck_buses", format!("bus id {id} has no inverter")))?;
+        spec.faults.agents.push(voltarena_env::task::AgentFault { agent, from_step: 1, to_step: iterations, kind: voltarena_env::task::FaultKind::Frozen });
+    }
     let task = Arc::new(Task::build(spec, source, None).map_err(|e| CliError::Input(e.to_string()))?);
     let monitor = match sc.monitor_bus {
         Some(id) => task.bus_id.iter().position(|&b| b == id).ok_or_else(|| bad("scenario.monitor_bus", format!("bus id {id} is not in the network")))?,
@@ -253,10 +289,12 @@ fn markdown(cfg: &Config, source: &str, results: &BTreeMap<String, ControllerRes
 pub fn run(args: Args) -> Result<(), CliError> {
     let source = args.config.display().to_string();
     let text = std::fs::read_to_string(&args.config).map_err(|e| CliError::Input(format!("cannot read {source}: {e}")))?;
-    let cfg: Config = toml::from_str(&text).map_err(|e| {
+    let mut doc: toml::Value = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         CliError::Input(format!("{source}{}: {}", line.map(|l| format!(":{l}")).unwrap_or_default(), e.message()))
     })?;
+    apply_sets(&mut doc, &args.sets).map_err(CliError::Input)?;
+    let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
     let (results, traces, period) = run_config(&cfg, &source)?;
     let out_dir = args.out.unwrap_or_else(|| {
         PathBuf::from("results").join(args.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "baseline".into()))
@@ -292,14 +330,18 @@ fn write_outputs(
     let x_scale = if cfg.scenario.kind == Kind::Static { 1.0 } else { period / 3600.0 };
     let x_label = if cfg.scenario.kind == Kind::Static { "outer iteration" } else { "time (h)" };
     let bus = results.values().next().map(|r| r.avv_bus).unwrap_or(-1);
-    let v: Vec<plot::Series> = traces
-        .iter()
-        .map(|(n, vt, _)| plot::Series { name: n, points: vt.iter().enumerate().map(|(t, v)| ((t + 1) as f64 * x_scale, *v)).collect() })
-        .collect();
-    let q: Vec<plot::Series> = traces
-        .iter()
-        .map(|(n, _, qt)| plot::Series { name: n, points: qt.iter().enumerate().map(|(t, q)| ((t + 1) as f64 * x_scale, *q)).collect() })
-        .collect();
+    // At most ~1500 points per line keep the SVGs small (every stride-th iteration).
+    let stride = traces.first().map(|t| t.1.len().div_ceil(1500)).unwrap_or(1).max(1);
+    let series = |pick: &dyn Fn(&(String, Vec<f64>, Vec<f64>)) -> Vec<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
+        traces
+            .iter()
+            .map(|t| (t.0.clone(), pick(t).iter().enumerate().step_by(stride).map(|(k, y)| ((k + 1) as f64 * x_scale, *y)).collect()))
+            .collect()
+    };
+    let vs = series(&|t| t.1.clone());
+    let qs = series(&|t| t.2.clone());
+    let v: Vec<plot::Series> = vs.iter().map(|(n, p)| plot::Series { name: n, points: p.clone() }).collect();
+    let q: Vec<plot::Series> = qs.iter().map(|(n, p)| plot::Series { name: n, points: p.clone() }).collect();
     let task_limits = Task::load(&cfg.task).map(|t| vec![t.spec.v_min, t.spec.v_max]).unwrap_or_default();
     plot::lines(&dir.join("voltage.svg"), &format!("Voltage at bus {bus}"), x_label, "v (pu)", &v, &task_limits[1..]).map_err(CliError::Other)?;
     plot::lines(&dir.join("reactive_power.svg"), &format!("Reactive power setpoint at bus {bus}"), x_label, "q (kVar)", &q, &[]).map_err(CliError::Other)?;
