@@ -1,0 +1,124 @@
+//! MADDPG (Lowe et al. 2017) with centralised training, decentralised execution and parameter
+//! sharing — readable top to bottom, hyperparameters in [`MaddpgConfig`].
+//!
+//! * one actor μ(o_k ‖ id_k) shared by all agents, and its target copy;
+//! * one centralised critic Q(s, a₁..a_n) on the global state and every agent's action (one team
+//!   reward), and its target;
+//! * critic target y = r + γ (1 − done) Q'(s', μ'(o'₁), …, μ'(o'_n));
+//! * actor update every step, maximising Q(s, μ(o₁), …, μ(o_n)) (joint deterministic policy
+//!   gradient through the shared actor); soft target updates; Adam; gradient clipping.
+
+use crate::buffer::Batch;
+use crate::matd3::UpdateInfo;
+use crate::nets::{clip_grad_norm, soft_update, Actor, Critic};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// MADDPG hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaddpgConfig {
+    pub actor_hidden: usize,
+    pub critic_hidden: usize,
+    pub actor_lr: f64,
+    pub critic_lr: f64,
+    pub gamma: f64,
+    pub tau: f64,
+    pub batch_size: usize,
+    pub grad_clip: f64,
+    pub reward_scale: f64,
+}
+
+impl Default for MaddpgConfig {
+    fn default() -> Self {
+        MaddpgConfig { actor_hidden: 64, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0 }
+    }
+}
+
+pub struct Maddpg {
+    pub cfg: MaddpgConfig,
+    actor_vs: nn::VarStore,
+    actor: Actor,
+    actor_target_vs: nn::VarStore,
+    actor_target: Actor,
+    critic_vs: nn::VarStore,
+    critic: Critic,
+    critic_target_vs: nn::VarStore,
+    critic_target: Critic,
+    actor_opt: nn::Optimizer,
+    critic_opt: nn::Optimizer,
+    updates: usize,
+}
+
+impl Maddpg {
+    pub fn new(cfg: MaddpgConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Maddpg, tch::TchError> {
+        let dev = Device::Cpu;
+        let actor_vs = nn::VarStore::new(dev);
+        let actor = Actor::new(&actor_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let mut actor_target_vs = nn::VarStore::new(dev);
+        let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        actor_target_vs.copy(&actor_vs)?;
+        let critic_vs = nn::VarStore::new(dev);
+        let critic = Critic::new(&(critic_vs.root() / "q"), state_dim, n_agents, cfg.critic_hidden);
+        let mut critic_target_vs = nn::VarStore::new(dev);
+        let critic_target = Critic::new(&(critic_target_vs.root() / "q"), state_dim, n_agents, cfg.critic_hidden);
+        critic_target_vs.copy(&critic_vs)?;
+        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
+        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
+        Ok(Maddpg { cfg, actor_vs, actor, actor_target_vs, actor_target, critic_vs, critic, critic_target_vs, critic_target, actor_opt, critic_opt, updates: 0 })
+    }
+
+    pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        tch::no_grad(|| {
+            let a = self.actor.forward(&Tensor::from_slice(obs).view([1, n_agents as i64, -1])).view([-1]);
+            for (k, x) in out.iter_mut().enumerate() {
+                *x = a.double_value(&[k as i64]);
+            }
+        });
+    }
+
+    pub fn update(&mut self, b: &Batch) -> UpdateInfo {
+        let c = &self.cfg;
+        let y = tch::no_grad(|| {
+            let next_a = self.actor_target.forward(&b.next_obs);
+            &b.reward * c.reward_scale + (1.0 - &b.done) * c.gamma * self.critic_target.forward(&b.next_state, &next_a)
+        });
+        let q = self.critic.forward(&b.state, &b.actions);
+        let critic_loss = q.mse_loss(&y, tch::Reduction::Mean);
+        self.critic_opt.zero_grad();
+        critic_loss.backward();
+        clip_grad_norm(&self.critic_vs, c.grad_clip);
+        self.critic_opt.step();
+        let actor_loss = -self.critic.forward(&b.state, &self.actor.forward(&b.obs)).mean(Kind::Float);
+        self.actor_opt.zero_grad();
+        actor_loss.backward();
+        clip_grad_norm(&self.actor_vs, c.grad_clip);
+        self.actor_opt.step();
+        soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
+        soft_update(&mut self.critic_target_vs, &self.critic_vs, c.tau);
+        self.updates += 1;
+        UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: Some(actor_loss.double_value(&[])), q_mean: q.mean(Kind::Float).double_value(&[]) }
+    }
+
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), tch::TchError> {
+        self.actor_vs.save(dir.join("actor.ot"))?;
+        self.actor_target_vs.save(dir.join("actor_target.ot"))?;
+        self.critic_vs.save(dir.join("critic.ot"))?;
+        self.critic_target_vs.save(dir.join("critic_target.ot"))
+    }
+
+    pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
+        self.actor_vs.load(dir.join("actor.ot"))?;
+        self.actor_target_vs.load(dir.join("actor_target.ot"))?;
+        self.critic_vs.load(dir.join("critic.ot"))?;
+        self.critic_target_vs.load(dir.join("critic_target.ot"))?;
+        self.updates = updates;
+        Ok(())
+    }
+}

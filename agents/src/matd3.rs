@@ -1,0 +1,226 @@
+//! MATD3 (multi-agent TD3; Ackermann et al. 2019) with centralised training, decentralised
+//! execution and parameter sharing — readable top to bottom, hyperparameters in [`Matd3Config`].
+//!
+//! * one actor μ(o_k ‖ id_k) shared by all agents, and its target copy;
+//! * twin centralised critics Q₁, Q₂(s, a₁..a_n) on the global state and every agent's action
+//!   (one team reward), and their targets;
+//! * critic target y = r + γ (1 − done) min_j Q_j'(s', ã'), ã' = clip(μ'(o') + clip(ε, ±c), ±1),
+//!   ε ~ N(0, σ_target) — target policy smoothing;
+//! * the actor (and the targets) updated every `policy_delay` critic updates, maximising
+//!   Q₁(s, μ(o₁), …, μ(o_n)) — the joint deterministic policy gradient through the shared actor;
+//! * Adam, global-norm gradient clipping, soft target updates with rate τ.
+
+use crate::buffer::Batch;
+use crate::nets::{clip_grad_norm, soft_update, Actor, Critic};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// MATD3 hyperparameters (defaults: TD3's, with MAPDN-sized networks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Matd3Config {
+    pub actor_hidden: usize,
+    pub critic_hidden: usize,
+    pub actor_lr: f64,
+    pub critic_lr: f64,
+    /// Discount γ.
+    pub gamma: f64,
+    /// Soft target update rate τ.
+    pub tau: f64,
+    pub batch_size: usize,
+    /// Critic updates per actor (and target) update.
+    pub policy_delay: usize,
+    /// σ of the target policy smoothing noise, and its clip c.
+    pub target_noise: f64,
+    pub target_noise_clip: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Rewards are multiplied by this before learning.
+    pub reward_scale: f64,
+}
+
+impl Default for Matd3Config {
+    fn default() -> Self {
+        Matd3Config {
+            actor_hidden: 64,
+            critic_hidden: 128,
+            actor_lr: 1e-3,
+            critic_lr: 1e-3,
+            gamma: 0.99,
+            tau: 0.005,
+            batch_size: 256,
+            policy_delay: 2,
+            target_noise: 0.2,
+            target_noise_clip: 0.5,
+            grad_clip: 1.0,
+            reward_scale: 1.0,
+        }
+    }
+}
+
+/// Losses of one update.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UpdateInfo {
+    pub critic_loss: f64,
+    /// Present when the actor was updated.
+    pub actor_loss: Option<f64>,
+    pub q_mean: f64,
+}
+
+pub struct Matd3 {
+    pub cfg: Matd3Config,
+    actor_vs: nn::VarStore,
+    actor: Actor,
+    actor_target_vs: nn::VarStore,
+    actor_target: Actor,
+    critic_vs: nn::VarStore,
+    q1: Critic,
+    q2: Critic,
+    critic_target_vs: nn::VarStore,
+    q1_target: Critic,
+    q2_target: Critic,
+    actor_opt: nn::Optimizer,
+    critic_opt: nn::Optimizer,
+    updates: usize,
+    /// Source of the target-smoothing noise (owned, so runs are reproducible whatever else uses
+    /// libtorch's global generator).
+    noise_rng: std::cell::RefCell<rand_chacha::ChaCha8Rng>,
+    noise_buf: std::cell::RefCell<Vec<f32>>,
+}
+
+impl Matd3 {
+    /// Builds the networks (initialised from tch's global seed: call `tch::manual_seed` first);
+    /// `seed` drives the target-smoothing noise.
+    pub fn new(cfg: Matd3Config, n_agents: usize, obs_dim: usize, state_dim: usize, seed: u64) -> Result<Matd3, tch::TchError> {
+        let dev = Device::Cpu;
+        let actor_vs = nn::VarStore::new(dev);
+        let actor = Actor::new(&actor_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let mut actor_target_vs = nn::VarStore::new(dev);
+        let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        actor_target_vs.copy(&actor_vs)?;
+        let critic_vs = nn::VarStore::new(dev);
+        let q1 = Critic::new(&(critic_vs.root() / "q1"), state_dim, n_agents, cfg.critic_hidden);
+        let q2 = Critic::new(&(critic_vs.root() / "q2"), state_dim, n_agents, cfg.critic_hidden);
+        let mut critic_target_vs = nn::VarStore::new(dev);
+        let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), state_dim, n_agents, cfg.critic_hidden);
+        let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), state_dim, n_agents, cfg.critic_hidden);
+        critic_target_vs.copy(&critic_vs)?;
+        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
+        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
+        Ok(Matd3 {
+            cfg,
+            actor_vs,
+            actor,
+            actor_target_vs,
+            actor_target,
+            critic_vs,
+            q1,
+            q2,
+            critic_target_vs,
+            q1_target,
+            q2_target,
+            actor_opt,
+            critic_opt,
+            updates: 0,
+            noise_rng: std::cell::RefCell::new(rand::SeedableRng::seed_from_u64(seed)),
+            noise_buf: std::cell::RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Deterministic actions for one joint observation [n_agents × obs_dim] (row-major).
+    pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        tch::no_grad(|| {
+            let o = Tensor::from_slice(obs).view([1, n_agents as i64, -1]);
+            let a = self.actor.forward(&o).view([-1]);
+            for (k, x) in out.iter_mut().enumerate() {
+                *x = a.double_value(&[k as i64]);
+            }
+        });
+    }
+
+    /// Q₁ of a batch (for tests and diagnostics).
+    pub fn q1(&self, state: &Tensor, actions: &Tensor) -> Tensor {
+        self.q1.forward(state, actions)
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// One critic update, and every `policy_delay`-th time an actor and target update.
+    pub fn update(&mut self, b: &Batch) -> UpdateInfo {
+        let c = &self.cfg;
+        // Critic target with target policy smoothing.
+        let y = tch::no_grad(|| {
+            let next_a = self.smoothed_target_actions(&b.next_obs);
+            let q_next = self.q1_target.forward(&b.next_state, &next_a).min_other(&self.q2_target.forward(&b.next_state, &next_a));
+            &b.reward * c.reward_scale + (1.0 - &b.done) * c.gamma * q_next
+        });
+        let q1 = self.q1.forward(&b.state, &b.actions);
+        let q2 = self.q2.forward(&b.state, &b.actions);
+        let critic_loss = q1.mse_loss(&y, tch::Reduction::Mean) + q2.mse_loss(&y, tch::Reduction::Mean);
+        self.critic_opt.zero_grad();
+        critic_loss.backward();
+        clip_grad_norm(&self.critic_vs, c.grad_clip);
+        self.critic_opt.step();
+        self.updates += 1;
+        let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]) };
+        if self.updates % c.policy_delay.max(1) == 0 {
+            let a = self.actor.forward(&b.obs);
+            let actor_loss = -self.q1.forward(&b.state, &a).mean(Kind::Float);
+            self.actor_opt.zero_grad();
+            actor_loss.backward();
+            clip_grad_norm(&self.actor_vs, c.grad_clip);
+            self.actor_opt.step();
+            info.actor_loss = Some(actor_loss.double_value(&[]));
+            soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
+            soft_update(&mut self.critic_target_vs, &self.critic_vs, c.tau);
+        }
+        info
+    }
+
+    /// Target policy smoothing: clip(μ'(o') + clip(ε, ±c), ±1), ε ~ N(0, σ_target).
+    pub fn smoothed_target_actions(&self, next_obs: &Tensor) -> Tensor {
+        let c = &self.cfg;
+        let a = self.actor_target.forward(next_obs);
+        let mut buf = self.noise_buf.borrow_mut();
+        let mut rng = self.noise_rng.borrow_mut();
+        buf.clear();
+        let dist = rand_distr::Normal::new(0.0f32, c.target_noise as f32).expect("σ ≥ 0");
+        for _ in 0..a.numel() {
+            buf.push(rand_distr::Distribution::sample(&dist, &mut *rng).clamp(-c.target_noise_clip as f32, c.target_noise_clip as f32));
+        }
+        let noise = Tensor::from_slice(&buf).view(a.size().as_slice());
+        (a + noise).clamp(-1.0, 1.0)
+    }
+
+    /// The target actor's actions μ'(o').
+    pub fn target_actions(&self, next_obs: &Tensor) -> Tensor {
+        self.actor_target.forward(next_obs)
+    }
+
+    /// Number of critic updates so far.
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    /// Writes the four networks into `dir` (the caller makes the directory swap atomic).
+    pub fn save(&self, dir: &Path) -> Result<(), tch::TchError> {
+        self.actor_vs.save(dir.join("actor.ot"))?;
+        self.actor_target_vs.save(dir.join("actor_target.ot"))?;
+        self.critic_vs.save(dir.join("critic.ot"))?;
+        self.critic_target_vs.save(dir.join("critic_target.ot"))
+    }
+
+    /// Loads the four networks from `dir` (optimiser moments restart from zero).
+    pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
+        self.actor_vs.load(dir.join("actor.ot"))?;
+        self.actor_target_vs.load(dir.join("actor_target.ot"))?;
+        self.critic_vs.load(dir.join("critic.ot"))?;
+        self.critic_target_vs.load(dir.join("critic_target.ot"))?;
+        self.updates = updates;
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! The networks shared by MADDPG and MATD3: one actor for all agents (parameter sharing, the
+//! agent's one-hot id appended to its observation) and a centralised critic on the global state
+//! and every agent's action.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// Shared deterministic actor: [obs ‖ one-hot id] → hidden → hidden → tanh → a ∈ [−1, 1].
+#[derive(Debug)]
+pub struct Actor {
+    net: nn::Sequential,
+    n_agents: i64,
+}
+
+impl Actor {
+    pub fn new(p: &nn::Path, obs_dim: usize, n_agents: usize, hidden: usize) -> Actor {
+        let (i, h) = ((obs_dim + n_agents) as i64, hidden as i64);
+        let net = nn::seq()
+            .add(nn::linear(p / "l1", i, h, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(p / "l2", h, h, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(p / "l3", h, 1, Default::default()))
+            .add_fn(|x| x.tanh());
+        Actor { net, n_agents: n_agents as i64 }
+    }
+
+    /// obs: [B, n_agents, obs_dim] → actions [B, n_agents].
+    pub fn forward(&self, obs: &Tensor) -> Tensor {
+        let b = obs.size()[0];
+        let ids = Tensor::eye(self.n_agents, (Kind::Float, obs.device())).unsqueeze(0).expand([b, self.n_agents, self.n_agents], false);
+        self.net.forward(&Tensor::cat(&[obs, &ids], 2)).squeeze_dim(2)
+    }
+}
+
+/// Centralised critic: [state ‖ all actions] → hidden → hidden → Q (team value).
+#[derive(Debug)]
+pub struct Critic {
+    net: nn::Sequential,
+}
+
+impl Critic {
+    pub fn new(p: &nn::Path, state_dim: usize, n_agents: usize, hidden: usize) -> Critic {
+        let (i, h) = ((state_dim + n_agents) as i64, hidden as i64);
+        let net = nn::seq()
+            .add(nn::linear(p / "l1", i, h, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(p / "l2", h, h, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(p / "l3", h, 1, Default::default()));
+        Critic { net }
+    }
+
+    /// state [B, S], actions [B, n] → Q [B, 1].
+    pub fn forward(&self, state: &Tensor, actions: &Tensor) -> Tensor {
+        self.net.forward(&Tensor::cat(&[state, actions], 1))
+    }
+}
+
+/// θ_target ← τ θ + (1 − τ) θ_target, variable by variable (same names in both stores).
+pub fn soft_update(target: &mut nn::VarStore, online: &nn::VarStore, tau: f64) {
+    tch::no_grad(|| {
+        let src = online.variables();
+        for (name, mut t) in target.variables() {
+            let s = &src[&name];
+            t.copy_(&(s * tau + &t * (1.0 - tau)));
+        }
+    });
+}
+
+/// Global-norm gradient clipping of every variable in a store.
+pub fn clip_grad_norm(vs: &nn::VarStore, max_norm: f64) {
+    if max_norm <= 0.0 {
+        return;
+    }
+    tch::no_grad(|| {
+        let vars = vs.trainable_variables();
+        let mut total = 0.0f64;
+        for v in &vars {
+            let g = v.grad();
+            if g.defined() {
+                total += g.pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
+            }
+        }
+        let norm = total.sqrt();
+        if norm > max_norm {
+            let scale = max_norm / (norm + 1e-6);
+            for v in &vars {
+                let mut g = v.grad();
+                if g.defined() {
+                    let _ = g.g_mul_scalar_(scale);
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,357 @@
+//! The training loop shared by MADDPG and MATD3: explore in the environment, store transitions,
+//! update, evaluate on held-out days, checkpoint. Deterministic for a given config and seed
+//! (one intra-op thread, seeded environment, exploration, sampling and network initialisation).
+
+use crate::buffer::ReplayBuffer;
+use crate::maddpg::{Maddpg, MaddpgConfig};
+use crate::matd3::{Matd3, Matd3Config, UpdateInfo};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+
+/// Which algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Matd3,
+    Maddpg,
+}
+
+/// A training run, as written in `configs/*_mapdn33.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Built-in task name or task TOML path.
+    pub task: String,
+    pub algorithm: Algorithm,
+    #[serde(default)]
+    pub seed: u64,
+    /// Environment steps in total.
+    pub total_steps: usize,
+    /// Random actions before this many steps, and no updates.
+    #[serde(default = "d_learning_starts")]
+    pub learning_starts: usize,
+    /// One round of updates every this many environment steps.
+    #[serde(default = "one")]
+    pub update_every: usize,
+    #[serde(default = "one")]
+    pub updates_per_round: usize,
+    #[serde(default = "d_buffer")]
+    pub buffer_size: usize,
+    /// Gaussian exploration σ (on the action in [−1, 1]), decayed linearly.
+    #[serde(default = "d_sigma_start")]
+    pub explore_sigma_start: f64,
+    #[serde(default = "d_sigma_end")]
+    pub explore_sigma_end: f64,
+    #[serde(default = "d_decay")]
+    pub explore_decay_steps: usize,
+    /// Evaluate the deterministic policy every this many steps on `eval_episodes` fixed episodes
+    /// of the validation split.
+    #[serde(default = "d_eval_every")]
+    pub eval_every: usize,
+    #[serde(default = "d_eval_episodes")]
+    pub eval_episodes: usize,
+    #[serde(default = "d_ckpt")]
+    pub checkpoint_every: usize,
+    /// libtorch intra-op threads (1 is fastest and stable on a shared 2-core machine).
+    #[serde(default = "one")]
+    pub torch_threads: usize,
+    #[serde(default)]
+    pub matd3: Matd3Config,
+    #[serde(default)]
+    pub maddpg: MaddpgConfig,
+}
+
+fn one() -> usize {
+    1
+}
+fn d_learning_starts() -> usize {
+    2000
+}
+fn d_buffer() -> usize {
+    100_000
+}
+fn d_sigma_start() -> f64 {
+    0.5
+}
+fn d_sigma_end() -> f64 {
+    0.05
+}
+fn d_decay() -> usize {
+    30_000
+}
+fn d_eval_every() -> usize {
+    5000
+}
+fn d_eval_episodes() -> usize {
+    5
+}
+fn d_ckpt() -> usize {
+    10_000
+}
+
+/// The learner behind a run.
+pub enum Learner {
+    Matd3(Box<Matd3>),
+    Maddpg(Box<Maddpg>),
+}
+
+impl Learner {
+    pub fn new(cfg: &TrainConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Learner, tch::TchError> {
+        Ok(match cfg.algorithm {
+            Algorithm::Matd3 => Learner::Matd3(Box::new(Matd3::new(cfg.matd3.clone(), n_agents, obs_dim, state_dim, cfg.seed ^ 0x7A26E7)?)),
+            Algorithm::Maddpg => Learner::Maddpg(Box::new(Maddpg::new(cfg.maddpg.clone(), n_agents, obs_dim, state_dim)?)),
+        })
+    }
+    pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        match self {
+            Learner::Matd3(l) => l.act(obs, n_agents, out),
+            Learner::Maddpg(l) => l.act(obs, n_agents, out),
+        }
+    }
+    pub fn update(&mut self, b: &crate::buffer::Batch) -> UpdateInfo {
+        match self {
+            Learner::Matd3(l) => l.update(b),
+            Learner::Maddpg(l) => l.update(b),
+        }
+    }
+    pub fn batch_size(&self) -> usize {
+        match self {
+            Learner::Matd3(l) => l.cfg.batch_size,
+            Learner::Maddpg(l) => l.cfg.batch_size,
+        }
+    }
+    pub fn updates(&self) -> usize {
+        match self {
+            Learner::Matd3(l) => l.updates(),
+            Learner::Maddpg(l) => l.updates(),
+        }
+    }
+    pub fn save(&self, dir: &Path) -> Result<(), tch::TchError> {
+        match self {
+            Learner::Matd3(l) => l.save(dir),
+            Learner::Maddpg(l) => l.save(dir),
+        }
+    }
+    pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
+        match self {
+            Learner::Matd3(l) => l.load(dir, updates),
+            Learner::Maddpg(l) => l.load(dir, updates),
+        }
+    }
+}
+
+/// Training progress that a checkpoint stores next to the networks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub step: usize,
+    pub episode: usize,
+    pub updates: usize,
+}
+
+/// What the loop reports.
+pub trait Logger {
+    /// An environment step was taken (for progress bars).
+    fn step(&mut self, _step: usize) {}
+    /// A training episode ended.
+    fn train_episode(&mut self, step: usize, episode: usize, ret: f64, summary: &MetricsSummary);
+    fn update(&mut self, step: usize, info: &UpdateInfo);
+    fn eval(&mut self, step: usize, mean_return: f64, summary: &MetricsSummary);
+    /// Called every `checkpoint_every` steps and at the end; the logger saves the trainer.
+    fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("task: {0}")]
+    Task(String),
+    #[error("environment: {0}")]
+    Env(#[from] voltarena_env::EnvError),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Config(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub task: Arc<Task>,
+    env: VoltageEnv,
+    pub learner: Learner,
+    buffer: ReplayBuffer,
+    rng: ChaCha8Rng,
+    pub progress: Progress,
+    // scratch
+    obs: Vec<f32>,
+    state: Vec<f32>,
+    actions: Vec<f64>,
+    actions_f32: Vec<f32>,
+}
+
+/// Seed of training episode `e` (every episode a different, reproducible start).
+fn episode_seed(seed: u64, e: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(e as u64)
+}
+
+impl Trainer {
+    pub fn new(cfg: TrainConfig) -> Result<Trainer, TrainError> {
+        if cfg.total_steps == 0 || cfg.buffer_size == 0 || cfg.update_every == 0 {
+            return Err(TrainError::Config("total_steps, buffer_size and update_every must be positive".into()));
+        }
+        if !(cfg.explore_sigma_start >= 0.0 && cfg.explore_sigma_end >= 0.0) {
+            return Err(TrainError::Config("exploration σ must be ≥ 0".into()));
+        }
+        tch::set_num_threads(cfg.torch_threads.max(1) as i32);
+        tch::manual_seed(cfg.seed as i64);
+        let task = Arc::new(Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?);
+        let env = VoltageEnv::new(task.clone())?;
+        let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
+        let learner = Learner::new(&cfg, n, od, sd)?;
+        Ok(Trainer {
+            buffer: ReplayBuffer::new(cfg.buffer_size, n, od, sd),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE8_9107_A710),
+            progress: Progress { step: 0, episode: 0, updates: 0 },
+            obs: vec![0.0; n * od],
+            state: vec![0.0; sd],
+            actions: vec![0.0; n],
+            actions_f32: vec![0.0; n],
+            cfg,
+            task,
+            env,
+            learner,
+        })
+    }
+
+    /// Restores networks and progress from a checkpoint folder (the replay buffer and the
+    /// optimiser moments start afresh: a resumed run continues learning, it does not replay the
+    /// uninterrupted run bit for bit).
+    pub fn resume(&mut self, dir: &Path) -> Result<(), TrainError> {
+        let text = std::fs::read_to_string(dir.join("progress.json")).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
+        let p: Progress = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
+        self.learner.load(dir, p.updates).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        self.progress = p;
+        // Re-derive the random streams from the seed and the position, so that a resumed run is
+        // itself reproducible.
+        self.rng = ChaCha8Rng::seed_from_u64((self.cfg.seed ^ 0xE8_9107_A710).wrapping_add(p.step as u64));
+        tch::manual_seed(self.cfg.seed as i64 + p.step as i64);
+        Ok(())
+    }
+
+    /// Writes networks and progress into `dir` (the caller makes the swap atomic).
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.learner.save(dir).map_err(|e| e.to_string())?;
+        let p = serde_json::to_string(&self.progress).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("progress.json"), p).map_err(|e| e.to_string())
+    }
+
+    fn sigma(&self, step: usize) -> f64 {
+        let c = &self.cfg;
+        let f = (step as f64 / c.explore_decay_steps.max(1) as f64).min(1.0);
+        c.explore_sigma_start + f * (c.explore_sigma_end - c.explore_sigma_start)
+    }
+
+    /// Runs until `total_steps`.
+    pub fn run(&mut self, log: &mut dyn Logger) -> Result<(), TrainError> {
+        let n = self.env.n_agents();
+        let normal = Normal::new(0.0, 1.0).expect("unit normal");
+        let train_opts = ResetOptions { split: Split::Train, ..Default::default() };
+        while self.progress.step < self.cfg.total_steps {
+            self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
+            let mut ret = 0.0;
+            loop {
+                self.obs.copy_from_slice(self.env.observations());
+                self.state.copy_from_slice(self.env.state());
+                let step = self.progress.step;
+                if step < self.cfg.learning_starts {
+                    for a in self.actions.iter_mut() {
+                        *a = rand::RngExt::random_range(&mut self.rng, -1.0..=1.0);
+                    }
+                } else {
+                    self.learner.act(&self.obs, n, &mut self.actions);
+                    let sigma = self.sigma(step);
+                    for a in self.actions.iter_mut() {
+                        *a = (*a + sigma * normal.sample(&mut self.rng)).clamp(-1.0, 1.0);
+                    }
+                }
+                let s = self.env.step(&self.actions)?;
+                ret += s.reward;
+                for (f, a) in self.actions_f32.iter_mut().zip(&self.actions) {
+                    *f = *a as f32;
+                }
+                self.buffer.push(&self.obs, &self.state, &self.actions_f32, s.reward as f32, self.env.observations(), self.env.state(), s.terminated);
+                self.progress.step += 1;
+                log.step(self.progress.step);
+                let step = self.progress.step;
+                if step >= self.cfg.learning_starts && step % self.cfg.update_every == 0 && self.buffer.len() >= self.learner.batch_size() {
+                    for _ in 0..self.cfg.updates_per_round {
+                        let b = self.buffer.sample(self.learner.batch_size(), &mut self.rng);
+                        let info = self.learner.update(&b);
+                        self.progress.updates = self.learner.updates();
+                        log.update(step, &info);
+                    }
+                }
+                if self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0 {
+                    let (r, m) = self.evaluate(Split::Val, self.cfg.eval_episodes, 10_000)?;
+                    log.eval(step, r, &m);
+                }
+                if self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0 {
+                    log.checkpoint(self).map_err(TrainError::Checkpoint)?;
+                }
+                if s.terminated || s.truncated || step >= self.cfg.total_steps {
+                    break;
+                }
+            }
+            let summary = self.env.episode_metrics().summary(&self.task.bus_id);
+            log.train_episode(self.progress.step, self.progress.episode, ret, &summary);
+            self.progress.episode += 1;
+        }
+        log.checkpoint(self).map_err(TrainError::Checkpoint)?;
+        Ok(())
+    }
+
+    /// Mean return and metrics of the deterministic policy on `episodes` episodes of `split`
+    /// (seeds `seed_base + i`, the same episodes every time).
+    pub fn evaluate(&self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
+        let n = self.env.n_agents();
+        let learner = &self.learner;
+        evaluate_with(&self.task, &mut |env, a| learner.act(env.observations(), n, a), &mut |_, _| {}, split, episodes, seed_base)
+    }
+}
+
+/// Runs a controller on `episodes` episodes of a split (seeds `seed_base + i`, no data noise):
+/// mean return and aggregate metrics.
+pub fn evaluate(task: &Arc<Task>, ctl: &mut dyn Controller, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
+    let ctl = std::cell::RefCell::new(ctl);
+    evaluate_with(task, &mut |env, a| ctl.borrow_mut().act(env, a), &mut |env, seed| ctl.borrow_mut().reset(env, seed), split, episodes, seed_base)
+}
+
+type ActFn<'a> = dyn FnMut(&VoltageEnv, &mut [f64]) + 'a;
+type ResetFn<'a> = dyn FnMut(&VoltageEnv, u64) + 'a;
+
+fn evaluate_with(task: &Arc<Task>, act: &mut ActFn, reset: &mut ResetFn, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
+    let mut env = VoltageEnv::new(task.clone())?;
+    let mut acc = MetricsAcc::new(task.network.n_bus());
+    let mut actions = vec![0.0; env.n_agents()];
+    let mut total = 0.0;
+    for i in 0..episodes {
+        let seed = seed_base + i as u64;
+        env.reset(seed, &ResetOptions { split, data_noise: Some(false), ..Default::default() })?;
+        reset(&env, seed);
+        loop {
+            act(&env, &mut actions);
+            let s = env.step(&actions)?;
+            total += s.reward;
+            if s.terminated || s.truncated {
+                break;
+            }
+        }
+        acc.merge(env.episode_metrics());
+    }
+    Ok((total / episodes.max(1) as f64, acc.summary(&task.bus_id)))
+}

@@ -1,0 +1,157 @@
+//! The learning mechanisms on small problems, in seconds: critic regression, soft updates, target
+//! smoothing, checkpoints, determinism of a whole (tiny) training run.
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+use voltarena_agents::buffer::ReplayBuffer;
+use voltarena_agents::maddpg::{Maddpg, MaddpgConfig};
+use voltarena_agents::matd3::{Matd3, Matd3Config};
+use voltarena_agents::nets::soft_update;
+use voltarena_agents::train::{Logger, TrainConfig, Trainer};
+use voltarena_env::MetricsSummary;
+
+/// libtorch's generator is process-global: tests that create networks take turns.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const N: usize = 3;
+const OD: usize = 5;
+const SD: usize = 7;
+
+fn filled_buffer(seed: u64) -> ReplayBuffer {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut b = ReplayBuffer::new(512, N, OD, SD);
+    let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    for i in 0..512 {
+        let (o, s, a, o2, s2) = (r(N * OD), r(SD), r(N), r(N * OD), r(SD));
+        // A learnable reward: a fixed function of state and actions.
+        let reward = s[0] - 0.5 * a.iter().map(|x| x * x).sum::<f32>();
+        b.push(&o, &s, &a, reward, &o2, &s2, i % 50 == 49);
+    }
+    b
+}
+
+#[test]
+fn critic_loss_falls_on_a_fixed_batch() {
+    let _guard = torch_lock();
+    use rand::SeedableRng;
+    tch::manual_seed(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let batch = filled_buffer(2).sample(256, &mut rng);
+    let mut m = Matd3::new(Matd3Config { gamma: 0.0, ..Default::default() }, N, OD, SD, 0).unwrap();
+    let first = m.update(&batch).critic_loss;
+    let mut last = first;
+    for _ in 0..300 {
+        last = m.update(&batch).critic_loss;
+    }
+    assert!(last < 0.2 * first, "MATD3 critic loss {first} -> {last}");
+    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, ..Default::default() }, N, OD, SD).unwrap();
+    let first = d.update(&batch).critic_loss;
+    for _ in 0..300 {
+        last = d.update(&batch).critic_loss;
+    }
+    assert!(last < 0.2 * first, "MADDPG critic loss {first} -> {last}");
+}
+
+#[test]
+fn soft_update_is_the_convex_combination() {
+    let _guard = torch_lock();
+    tch::manual_seed(3);
+    let online = nn::VarStore::new(Device::Cpu);
+    let _a = nn::linear(online.root() / "l", 4, 3, Default::default());
+    let mut target = nn::VarStore::new(Device::Cpu);
+    let _b = nn::linear(target.root() / "l", 4, 3, Default::default());
+    let before: Vec<(String, Tensor)> = target.variables().into_iter().map(|(k, v)| (k, v.copy())).collect();
+    soft_update(&mut target, &online, 0.1);
+    let on = online.variables();
+    let after = target.variables();
+    for (k, old) in before {
+        let expect = &on[&k] * 0.1 + &old * 0.9;
+        let diff = (&after[&k] - expect).abs().max().double_value(&[]);
+        assert!(diff < 1e-7, "{k}: {diff}");
+    }
+}
+
+#[test]
+fn target_smoothing_stays_within_its_bounds() {
+    let _guard = torch_lock();
+    tch::manual_seed(4);
+    let cfg = Matd3Config { target_noise: 0.5, target_noise_clip: 0.3, ..Default::default() };
+    let m = Matd3::new(cfg, N, OD, SD, 0).unwrap();
+    let obs = Tensor::randn([1000, N as i64, OD as i64], (Kind::Float, Device::Cpu)) * 3.0;
+    let mu = m.target_actions(&obs);
+    let a = m.smoothed_target_actions(&obs);
+    let dev = (&a - &mu).abs().max().double_value(&[]);
+    assert!(dev <= 0.3 + 1e-6, "noise beyond its clip: {dev}");
+    assert!(a.abs().max().double_value(&[]) <= 1.0 + 1e-6);
+    assert!(dev > 0.05, "smoothing noise is present");
+}
+
+#[test]
+fn checkpoint_round_trip_gives_the_same_actions() {
+    let _guard = torch_lock();
+    tch::manual_seed(5);
+    let dir = std::env::temp_dir().join(format!("va-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = Matd3::new(Matd3Config::default(), N, OD, SD, 0).unwrap();
+    use rand::SeedableRng;
+    let batch = filled_buffer(6).sample(64, &mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    for _ in 0..5 {
+        m.update(&batch);
+    }
+    m.save(&dir).unwrap();
+    tch::manual_seed(99);
+    let mut other = Matd3::new(Matd3Config::default(), N, OD, SD, 0).unwrap();
+    let obs: Vec<f32> = (0..N * OD).map(|i| (i as f32 * 0.37).sin()).collect();
+    let (mut a, mut b) = (vec![0.0; N], vec![0.0; N]);
+    m.act(&obs, N, &mut a);
+    other.act(&obs, N, &mut b);
+    assert_ne!(a, b, "different initialisations act differently");
+    other.load(&dir, 5).unwrap();
+    other.act(&obs, N, &mut b);
+    assert_eq!(a, b);
+    let q = |x: &Matd3| x.q1(&batch.state, &batch.actions).sum(Kind::Double).double_value(&[]);
+    assert_eq!(q(&m), q(&other));
+    let _ = nn::seq().forward(&Tensor::zeros([1], (Kind::Float, Device::Cpu)));
+}
+
+struct Record(Vec<(usize, f64, MetricsSummary)>);
+impl Logger for Record {
+    fn train_episode(&mut self, _: usize, _: usize, _: f64, _: &MetricsSummary) {}
+    fn update(&mut self, _: usize, _: &voltarena_agents::matd3::UpdateInfo) {}
+    fn eval(&mut self, step: usize, r: f64, m: &MetricsSummary) {
+        self.0.push((step, r, m.clone()));
+    }
+    fn checkpoint(&mut self, _: &Trainer) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn tiny(algorithm: &str, seed: u64) -> Vec<(usize, f64, MetricsSummary)> {
+    let cfg: TrainConfig = toml::from_str(&format!(
+        "task = \"mapdn33\"\nalgorithm = \"{algorithm}\"\nseed = {seed}\ntotal_steps = 500\nlearning_starts = 200\n\
+         eval_every = 250\neval_episodes = 1\ncheckpoint_every = 0\n[matd3]\nbatch_size = 32\n[maddpg]\nbatch_size = 32\n"
+    ))
+    .unwrap();
+    let mut t = Trainer::new(cfg).unwrap();
+    let mut log = Record(Vec::new());
+    t.run(&mut log).unwrap();
+    log.0
+}
+
+#[test]
+fn same_seed_same_run_in_deterministic_mode() {
+    let _guard = torch_lock();
+    for alg in ["matd3", "maddpg"] {
+        let a = tiny(alg, 11);
+        let b = tiny(alg, 11);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b, "{alg}: two runs with one seed differ");
+        let c = tiny(alg, 12);
+        assert_ne!(a.iter().map(|x| x.1).collect::<Vec<_>>(), c.iter().map(|x| x.1).collect::<Vec<_>>());
+    }
+}
