@@ -1,1 +1,38 @@
-fn main(){}
+//! One learner update (critic + delayed actor + targets) at the MAPDN-33 size: 6 agents, obs 50,
+//! state 144, batch 256, twin 128×128 critics — with one intra-op thread (the training default).
+//! Run: `cargo bench -p voltarena-agents --bench update`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+use voltarena_agents::buffer::ReplayBuffer;
+use voltarena_agents::maddpg::{Maddpg, MaddpgConfig};
+use voltarena_agents::matd3::{Matd3, Matd3Config};
+
+fn bench(c: &mut Criterion) {
+    use rand::{RngExt, SeedableRng};
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let (n, od, sd) = (6, 50, 144);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut buf = ReplayBuffer::new(10_000, n, od, sd);
+    let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    for _ in 0..10_000 {
+        let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
+        buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
+    }
+    let mut srng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut matd3 = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
+    let mut maddpg = Maddpg::new(MaddpgConfig::default(), n, od, sd).unwrap();
+    let mut g = c.benchmark_group("update_6agents_batch256");
+    g.bench_function("matd3 (sample + update)", |b| b.iter(|| matd3.update(&buf.sample(256, &mut srng))));
+    g.bench_function("maddpg (sample + update)", |b| b.iter(|| maddpg.update(&buf.sample(256, &mut srng))));
+    g.bench_function("replay sample only", |b| b.iter(|| buf.sample(256, &mut srng).reward.size()));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -60,6 +60,10 @@ pub struct TrainConfig {
     /// libtorch intra-op threads (1 is fastest and stable on a shared 2-core machine).
     #[serde(default = "one")]
     pub torch_threads: usize,
+    /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
+    /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
+    #[serde(default)]
+    pub reward: Option<voltarena_env::task::RewardSpec>,
     #[serde(default)]
     pub matd3: Matd3Config,
     #[serde(default)]
@@ -209,7 +213,14 @@ impl Trainer {
         }
         tch::set_num_threads(cfg.torch_threads.max(1) as i32);
         tch::manual_seed(cfg.seed as i64);
-        let task = Arc::new(Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?);
+        let mut task = Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?;
+        if let Some(r) = &cfg.reward {
+            let mut spec = task.spec.clone();
+            spec.reward = r.clone();
+            let dir = std::path::Path::new(&task.source).parent().filter(|d| d.is_dir()).map(|d| d.to_path_buf());
+            task = Task::build(spec, &task.source, dir.as_deref()).map_err(|e| TrainError::Task(e.to_string()))?;
+        }
+        let task = Arc::new(task);
         let env = VoltageEnv::new(task.clone())?;
         let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
         let learner = Learner::new(&cfg, n, od, sd)?;

@@ -31,28 +31,6 @@ pub struct Args {
     sets: Vec<String>,
 }
 
-/// Applies `key.path=value` overrides to a parsed TOML document.
-pub fn apply_sets(doc: &mut toml::Value, sets: &[String]) -> Result<(), String> {
-    for s in sets {
-        let (key, raw) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected KEY=VALUE"))?;
-        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
-            Err(_) => toml::Value::String(raw.to_string()),
-        };
-        let mut node = &mut *doc;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        for (k, part) in parts.iter().enumerate() {
-            let table = node.as_table_mut().ok_or_else(|| format!("--set {s}: '{}' is not a table", parts[..k].join(".")))?;
-            if k + 1 == parts.len() {
-                table.insert(part.to_string(), value.clone());
-                break;
-            }
-            node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
-        }
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -293,7 +271,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         CliError::Input(format!("{source}{}: {}", line.map(|l| format!(":{l}")).unwrap_or_default(), e.message()))
     })?;
-    apply_sets(&mut doc, &args.sets).map_err(CliError::Input)?;
+    crate::config::apply_sets(&mut doc, &args.sets).map_err(CliError::Input)?;
     let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
     let (results, traces, period) = run_config(&cfg, &source)?;
     let out_dir = args.out.unwrap_or_else(|| {

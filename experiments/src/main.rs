@@ -5,10 +5,12 @@
 
 mod atomic;
 mod baseline_cmd;
+mod config;
 mod plot;
 mod powerflow_cmd;
 mod rollout_cmd;
 mod task_cmd;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +30,10 @@ enum Command {
     Rollout(rollout_cmd::Args),
     /// Run the model-based baselines (droop, OFO family) on a static or dynamic scenario.
     Baseline(baseline_cmd::Args),
+    /// Train MADDPG or MATD3 from a config file into a run directory.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a trained run on a split.
+    Eval(train_cmd::EvalArgs),
     /// List or describe tasks.
     #[command(subcommand)]
     Task(task_cmd::TaskCommand),
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
         Command::Rollout(args) => rollout_cmd::run(args),
         Command::Task(cmd) => task_cmd::run(cmd),
         Command::Baseline(args) => baseline_cmd::run(args),
+        Command::Train(args) => train_cmd::train(args),
+        Command::Eval(args) => train_cmd::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,357 @@
+//! `voltarena train CONFIG.toml [--set key=value ...] [--seed K] [--resume RUN_DIR]` and
+//! `voltarena eval RUN_DIR [--split test] [--episodes N] [--json]`.
+//!
+//! A run directory holds: `config.toml` (the resolved config), `run.json` (seed, git commit,
+//! versions, machine, command), `metrics.csv`, `tb/` (TensorBoard event files), `checkpoint/`
+//! (the latest networks + progress) and `best/` (the best validation policy), both replaced
+//! atomically (write a sibling folder, then rename).
+
+use crate::{atomic, CliError};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tensorboard_rs::summary_writer::SummaryWriter;
+use voltarena_agents::matd3::UpdateInfo;
+use voltarena_agents::policy::RlPolicy;
+use voltarena_agents::train::{evaluate, Logger, TrainConfig, Trainer};
+use voltarena_env::{MetricsSummary, Split, Task};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training config (TOML), e.g. configs/matd3_mapdn33.toml.
+    config: Option<PathBuf>,
+    /// Override a config value (TOML syntax), e.g. `--set matd3.actor_lr=3e-4`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue a run from its latest checkpoint (its own config.toml is used).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Parent folder of new run directories.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    run_dir: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    /// Which networks: the best validation checkpoint (default) or the last one.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Provenance {
+    seed: u64,
+    git_commit: String,
+    git_dirty: bool,
+    voltarena_version: &'static str,
+    tch_version: &'static str,
+    libtorch_version: &'static str,
+    machine: String,
+    command: Vec<String>,
+    started_unix: u64,
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Replaces `dir` atomically by what `fill` writes into a sibling temporary folder.
+pub fn atomic_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.with_file_name(format!("{name}.tmp"));
+    let old = dir.with_file_name(format!("{name}.old"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fill(&tmp)?;
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// The checkpoint folder to read: `name`, or `name.old` if a swap was interrupted.
+fn existing(dir: &Path) -> Option<PathBuf> {
+    if dir.join("progress.json").exists() {
+        return Some(dir.to_path_buf());
+    }
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let old = dir.with_file_name(format!("{name}.old"));
+    old.join("progress.json").exists().then_some(old)
+}
+
+struct RunLogger {
+    dir: PathBuf,
+    csv: std::fs::File,
+    tb: SummaryWriter,
+    bar: ProgressBar,
+    best: Option<(f64, f64)>,
+    last_update: UpdateInfo,
+    last_eval: Option<(f64, f64)>,
+}
+
+impl RunLogger {
+    fn row(&mut self, kind: &str, step: usize, episode: usize, ret: f64, m: &MetricsSummary) {
+        let u = self.last_update;
+        let _ = writeln!(
+            self.csv,
+            "{kind},{step},{episode},{ret:.6},{:.6},{:.6},{:.6e},{:.6},{:.4},{:.6},{}",
+            m.cr,
+            m.ql,
+            m.avv_max,
+            m.violation_rate,
+            m.loss_kwh,
+            u.critic_loss,
+            u.actor_loss.map(|a| format!("{a:.6}")).unwrap_or_default()
+        );
+        let _ = self.csv.flush();
+    }
+}
+
+impl Logger for RunLogger {
+    fn step(&mut self, step: usize) {
+        self.bar.set_position(step as u64);
+    }
+
+    fn train_episode(&mut self, step: usize, episode: usize, ret: f64, m: &MetricsSummary) {
+        self.row("train", step, episode, ret, m);
+        self.tb.add_scalar("train/return", ret as f32, step);
+        self.tb.add_scalar("train/cr", m.cr as f32, step);
+        self.tb.add_scalar("train/ql", m.ql as f32, step);
+        self.tb.add_scalar("train/divergences", m.divergences as f32, step);
+        let eval = self.last_eval.map(|(cr, ql)| format!(" · val CR {cr:.3} QL {ql:.3}")).unwrap_or_default();
+        self.bar.set_message(format!("ep {episode} return {ret:.2} CR {:.3}{eval}", m.cr));
+    }
+
+    fn update(&mut self, step: usize, info: &UpdateInfo) {
+        self.last_update = *info;
+        if step % 100 == 0 {
+            self.tb.add_scalar("loss/critic", info.critic_loss as f32, step);
+            if let Some(a) = info.actor_loss {
+                self.tb.add_scalar("loss/actor", a as f32, step);
+            }
+            self.tb.add_scalar("loss/q_mean", info.q_mean as f32, step);
+        }
+    }
+
+    fn eval(&mut self, step: usize, ret: f64, m: &MetricsSummary) {
+        self.row("eval", step, 0, ret, m);
+        self.tb.add_scalar("eval/return", ret as f32, step);
+        self.tb.add_scalar("eval/cr", m.cr as f32, step);
+        self.tb.add_scalar("eval/ql", m.ql as f32, step);
+        self.tb.flush();
+        self.last_eval = Some((m.cr, m.ql));
+    }
+
+    fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String> {
+        atomic_dir(&self.dir.join("checkpoint"), |d| trainer.save(d))?;
+        // Keep the best policy on the validation days: highest CR, then lowest QL.
+        if let Some((cr, ql)) = self.last_eval {
+            let better = match self.best {
+                None => true,
+                Some((bcr, bql)) => cr > bcr + 1e-12 || ((cr - bcr).abs() <= 1e-12 && ql < bql),
+            };
+            if better {
+                atomic_dir(&self.dir.join("best"), |d| trainer.save(d))?;
+                self.best = Some((cr, ql));
+                let _ = atomic::write(&self.dir.join("best.json"), format!("{{\"step\": {}, \"val_cr\": {cr}, \"val_ql\": {ql}}}", trainer.progress.step).as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_config(doc: toml::Value, source: &str) -> Result<TrainConfig, CliError> {
+    doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))
+}
+
+pub fn train(args: TrainArgs) -> Result<(), CliError> {
+    let (cfg, dir, resume_from) = match &args.resume {
+        Some(run) => {
+            let path = run.join("config.toml");
+            let doc = crate::config::read_toml(&path, &args.sets)?;
+            let cfg = load_config(doc, &path.display().to_string())?;
+            let ckpt = existing(&run.join("checkpoint"))
+                .ok_or_else(|| CliError::Input(format!("{}: no checkpoint to resume from (checkpoint/progress.json missing)", run.display())))?;
+            (cfg, run.clone(), Some(ckpt))
+        }
+        None => {
+            let path = args.config.clone().ok_or_else(|| CliError::Input("train needs CONFIG.toml or --resume RUN_DIR".into()))?;
+            let mut doc = crate::config::read_toml(&path, &args.sets)?;
+            if let Some(seed) = args.seed {
+                doc.as_table_mut().map(|t| t.insert("seed".into(), toml::Value::Integer(seed as i64)));
+            }
+            let cfg = load_config(doc, &path.display().to_string())?;
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            // A fresh directory: create_dir fails if it exists, so parallel runs never share one.
+            std::fs::create_dir_all(&args.runs_dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", args.runs_dir.display())))?;
+            let base = format!("{stem}-seed{}-{}", cfg.seed, now_unix());
+            let mut k = 1;
+            let dir = loop {
+                let d = args.runs_dir.join(if k == 1 { base.clone() } else { format!("{base}-{k}") });
+                match std::fs::create_dir(&d) {
+                    Ok(()) => break d,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && k < 1000 => k += 1,
+                    Err(e) => return Err(CliError::Other(format!("cannot create {}: {e}", d.display()))),
+                }
+            };
+            (cfg, dir, None)
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let mut trainer = Trainer::new(cfg.clone()).map_err(|e| CliError::Input(e.to_string()))?;
+    if let Some(ckpt) = &resume_from {
+        trainer.resume(ckpt).map_err(|e| CliError::Input(e.to_string()))?;
+    } else {
+        let toml_text = toml::to_string(&cfg).map_err(|e| CliError::Other(e.to_string()))?;
+        atomic::write(&dir.join("config.toml"), toml_text.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+        let prov = Provenance {
+            seed: cfg.seed,
+            git_commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            git_dirty: git(&["status", "--porcelain"]).map(|s| !s.is_empty()).unwrap_or(false),
+            voltarena_version: env!("CARGO_PKG_VERSION"),
+            tch_version: voltarena_agents::TCH_VERSION,
+            libtorch_version: voltarena_agents::LIBTORCH_VERSION,
+            machine: format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), std::env::consts::ARCH),
+            command: std::env::args().collect(),
+            started_unix: now_unix(),
+        };
+        atomic::write(&dir.join("run.json"), serde_json::to_string_pretty(&prov).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    }
+    let csv_path = dir.join("metrics.csv");
+    let new_csv = !csv_path.exists();
+    let mut csv = OpenOptions::new().create(true).append(true).open(&csv_path).map_err(|e| CliError::Other(format!("{}: {e}", csv_path.display())))?;
+    if new_csv {
+        let _ = writeln!(csv, "kind,step,episode,return,cr,ql,avv_max,violation_rate,loss_kwh,critic_loss,actor_loss");
+    }
+    let bar = ProgressBar::new(cfg.total_steps as u64);
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps (ETA {eta}) {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_position(trainer.progress.step as u64);
+    let mut log = RunLogger {
+        tb: SummaryWriter::new(dir.join("tb")),
+        dir: dir.clone(),
+        csv,
+        bar,
+        best: None,
+        last_update: UpdateInfo::default(),
+        last_eval: None,
+    };
+    let t0 = std::time::Instant::now();
+    trainer.run(&mut log).map_err(|e| CliError::Other(e.to_string()))?;
+    log.tb.flush();
+    log.bar.finish();
+    write_curve(&dir).map_err(CliError::Other)?;
+    eprintln!("run finished in {:.1} s: {}", t0.elapsed().as_secs_f64(), dir.display());
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// `curve.svg`: validation CR and QL (Mvar) against environment steps, from `metrics.csv`.
+pub fn write_curve(dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).map_err(|e| format!("{}: {e}", dir.join("metrics.csv").display()))?;
+    let (mut cr, mut ql, mut tr) = (Vec::new(), Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let (step, c, q) = (f[1].parse::<f64>().unwrap_or(f64::NAN), f[4].parse::<f64>().unwrap_or(f64::NAN), f[5].parse::<f64>().unwrap_or(f64::NAN));
+        match f[0] {
+            "eval" => {
+                cr.push((step, c));
+                ql.push((step, q));
+            }
+            "train" => tr.push((step, c)),
+            _ => {}
+        }
+    }
+    // Training-episode CR as a 10-episode moving average.
+    let smooth: Vec<(f64, f64)> = (0..tr.len()).map(|i| {
+        let lo = i.saturating_sub(9);
+        (tr[i].0, tr[lo..=i].iter().map(|p| p.1).sum::<f64>() / (i - lo + 1) as f64)
+    }).collect();
+    crate::plot::lines(
+        &dir.join("curve.svg"),
+        "Learning curve (validation days: CR and QL; training episodes: CR, 10-episode mean)",
+        "environment steps",
+        "CR / QL (Mvar)",
+        &[
+            crate::plot::Series { name: "val CR", points: cr },
+            crate::plot::Series { name: "val QL (Mvar)", points: ql },
+            crate::plot::Series { name: "train CR (exploring)", points: smooth },
+        ],
+        &[],
+    )
+}
+
+#[derive(Serialize)]
+struct EvalOut {
+    cr: f64,
+    ql: f64,
+    avv_max: f64,
+    loss_kwh: f64,
+    violation_rate: f64,
+    episodes: usize,
+    split: Split,
+    checkpoint: String,
+    mean_return: f64,
+    divergences: usize,
+}
+
+pub fn eval(args: EvalArgs) -> Result<(), CliError> {
+    let cfg_path = args.run_dir.join("config.toml");
+    let cfg = load_config(crate::config::read_toml(&cfg_path, &[])?, &cfg_path.display().to_string())?;
+    let split: Split = args.split.parse().map_err(CliError::Input)?;
+    let which = match args.checkpoint.as_str() {
+        "best" | "last" => args.checkpoint.clone(),
+        other => return Err(CliError::Input(format!("--checkpoint: expected best or last, got '{other}'"))),
+    };
+    let wanted = args.run_dir.join(if which == "best" { "best" } else { "checkpoint" });
+    let ckpt = existing(&wanted)
+        .or_else(|| existing(&args.run_dir.join("checkpoint")))
+        .ok_or_else(|| CliError::Input(format!("{}: no checkpoint found (best/ or checkpoint/)", args.run_dir.display())))?;
+    let task = Arc::new(Task::load(&cfg.task).map_err(|e| CliError::Input(e.to_string()))?);
+    let mut policy = RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim()).map_err(CliError::Input)?;
+    if args.episodes == 0 {
+        return Err(CliError::Input("--episodes must be at least 1".into()));
+    }
+    let (ret, m) = evaluate(&task, &mut policy, split, args.episodes, 0).map_err(|e| CliError::Other(e.to_string()))?;
+    let out = EvalOut {
+        cr: m.cr,
+        ql: m.ql,
+        avv_max: m.avv_max,
+        loss_kwh: m.loss_kwh,
+        violation_rate: m.violation_rate,
+        episodes: args.episodes,
+        split,
+        checkpoint: ckpt.display().to_string(),
+        mean_return: ret,
+        divergences: m.divergences,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&out).map_err(|e| CliError::Other(e.to_string()))?);
+    } else {
+        println!("{} on {} {:?} episodes ({}):", args.run_dir.display(), args.episodes, split, out.checkpoint);
+        println!("  CR {:.4} · QL {:.5} Mvar · AVV max {:.3e} pu · violation rate {:.4} · losses {:.1} kWh · return {:.3}", m.cr, m.ql, m.avv_max, m.violation_rate, m.loss_kwh, ret);
+    }
+    Ok(())
+}

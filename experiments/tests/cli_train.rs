@@ -1,0 +1,106 @@
+//! `voltarena train` / `eval`: run directory contents, resume after the fact, eval contract, bad
+//! input. Tiny budgets: this checks the mechanisms, not the learning (docs/RESULTS.md has that).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn voltarena(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_voltarena")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn runs_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("va-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn tiny_args<'a>(runs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "train", "../configs/matd3_mapdn33.toml", "--runs-dir", runs,
+        "--set", "total_steps=600", "--set", "learning_starts=200", "--set", "eval_every=300",
+        "--set", "eval_episodes=1", "--set", "checkpoint_every=300", "--set", "matd3.batch_size=32",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn train_writes_a_complete_run_and_eval_reads_it() {
+    let runs = runs_dir("full");
+    let (code, stdout, stderr) = voltarena(&tiny_args(runs.to_str().unwrap(), &["--seed", "3"]));
+    assert_eq!(code, 0, "{stderr}");
+    let run = PathBuf::from(stdout.trim());
+    for f in ["config.toml", "run.json", "metrics.csv", "best.json", "checkpoint/actor.ot", "checkpoint/critic.ot", "checkpoint/progress.json", "best/actor.ot"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let prov: Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(prov["seed"], 3);
+    assert!(prov["git_commit"].is_string() && prov["tch_version"] == "0.26.0");
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("total_steps = 600") && cfg.contains("seed = 3"), "the resolved config is kept");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("kind,step,episode,return,cr,ql"));
+    assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 2);
+    let tb: Vec<_> = std::fs::read_dir(run.join("tb")).unwrap().collect();
+    assert!(!tb.is_empty(), "TensorBoard events written");
+    let progress: Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/progress.json")).unwrap()).unwrap();
+    assert_eq!(progress["step"], 600);
+    // eval: the contract fields, on the test split.
+    let (code, stdout, stderr) = voltarena(&["eval", run.to_str().unwrap(), "--episodes", "2", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let e: Value = serde_json::from_str(&stdout).unwrap();
+    for k in ["cr", "ql", "avv_max", "loss_kwh", "violation_rate"] {
+        assert!(e[k].is_number(), "{k}");
+    }
+    assert_eq!(e["episodes"], 2);
+    // Same command again: identical numbers.
+    let (_, again, _) = voltarena(&["eval", run.to_str().unwrap(), "--episodes", "2", "--json"]);
+    assert_eq!(stdout, again);
+    // Resume: extend the budget and continue from the checkpoint.
+    let (code, _, stderr) = voltarena(&["train", "--resume", run.to_str().unwrap(), "--set", "total_steps=900", "--runs-dir", runs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let progress: Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/progress.json")).unwrap()).unwrap();
+    assert_eq!(progress["step"], 900);
+    assert!(!run.join("checkpoint.tmp").exists() && !run.join("checkpoint.old").exists());
+}
+
+#[test]
+fn same_seed_same_training_numbers() {
+    let runs = runs_dir("det");
+    let r = runs.to_str().unwrap();
+    let a = voltarena(&tiny_args(r, &["--seed", "5"]));
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new run directory name
+    let b = voltarena(&tiny_args(r, &["--seed", "5"]));
+    assert_eq!((a.0, b.0), (0, 0), "{} {}", a.2, b.2);
+    let csv = |out: &str| std::fs::read_to_string(Path::new(out.trim()).join("metrics.csv")).unwrap();
+    assert_eq!(csv(&a.1), csv(&b.1));
+}
+
+#[test]
+fn bad_train_and_eval_input() {
+    let runs = runs_dir("bad");
+    let r = runs.to_str().unwrap();
+    let (code, _, err) = voltarena(&["train", "../configs/matd3_mapdn33.toml", "--runs-dir", r, "--set", "matd3.actor_lrr=1e-3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `actor_lrr`"), "{err}");
+    let (code, _, err) = voltarena(&["train", "../configs/matd3_mapdn33.toml", "--runs-dir", r, "--set", "algorithm=\"ppo\""]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ppo"), "{err}");
+    let (code, _, err) = voltarena(&["eval", "/no/such/run"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/run"), "{err}");
+    let (code, _, err) = voltarena(&["train", "--resume", "/no/such/run"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/run"), "{err}");
+    // A checkpoint that is not one: clear error, no panic.
+    let fake = runs.join("fake");
+    std::fs::create_dir_all(fake.join("checkpoint")).unwrap();
+    std::fs::copy("../configs/matd3_mapdn33.toml", fake.join("config.toml")).unwrap();
+    std::fs::write(fake.join("checkpoint/progress.json"), "{\"step\": 1, \"episode\": 0, \"updates\": 0}").unwrap();
+    std::fs::write(fake.join("checkpoint/actor.ot"), "garbage").unwrap();
+    let (code, _, err) = voltarena(&["eval", fake.to_str().unwrap(), "--checkpoint", "last"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("checkpoint") && !err.contains("panicked"), "{err}");
+}
