@@ -10,7 +10,7 @@
 
 use crate::buffer::Batch;
 use crate::matd3::UpdateInfo;
-use crate::nets::{clip_grad_norm, soft_update, Actor, Critic};
+use crate::nets::{clip_grad_norm, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::{self, OptimizerConfig};
@@ -29,11 +29,13 @@ pub struct MaddpgConfig {
     pub batch_size: usize,
     pub grad_clip: f64,
     pub reward_scale: f64,
+    /// `centralized` (MADDPG) or `local` (the IDDPG ablation).
+    pub critic: CriticKind,
 }
 
 impl Default for MaddpgConfig {
     fn default() -> Self {
-        MaddpgConfig { actor_hidden: 64, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0 }
+        MaddpgConfig { actor_hidden: 64, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0, critic: CriticKind::Centralized }
     }
 }
 
@@ -60,10 +62,11 @@ impl Maddpg {
         let mut actor_target_vs = nn::VarStore::new(dev);
         let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
         actor_target_vs.copy(&actor_vs)?;
+        let (ci, ca) = cfg.critic.dims(n_agents, obs_dim, state_dim);
         let critic_vs = nn::VarStore::new(dev);
-        let critic = Critic::new(&(critic_vs.root() / "q"), state_dim, n_agents, cfg.critic_hidden);
+        let critic = Critic::new(&(critic_vs.root() / "q"), ci, ca, cfg.critic_hidden);
         let mut critic_target_vs = nn::VarStore::new(dev);
-        let critic_target = Critic::new(&(critic_target_vs.root() / "q"), state_dim, n_agents, cfg.critic_hidden);
+        let critic_target = Critic::new(&(critic_target_vs.root() / "q"), ci, ca, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
         let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
         let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
@@ -81,17 +84,20 @@ impl Maddpg {
 
     pub fn update(&mut self, b: &Batch) -> UpdateInfo {
         let c = &self.cfg;
+        let (kind, n) = (c.critic, b.obs.size()[1]);
         let y = tch::no_grad(|| {
-            let next_a = self.actor_target.forward(&b.next_obs);
-            &b.reward * c.reward_scale + (1.0 - &b.done) * c.gamma * self.critic_target.forward(&b.next_state, &next_a)
+            let (s, a) = kind.inputs(&b.next_obs, &b.next_state, &self.actor_target.forward(&b.next_obs));
+            kind.rows(&b.reward, n) * c.reward_scale + (1.0 - kind.rows(&b.done, n)) * c.gamma * self.critic_target.forward(&s, &a)
         });
-        let q = self.critic.forward(&b.state, &b.actions);
+        let (s, a) = kind.inputs(&b.obs, &b.state, &b.actions);
+        let q = self.critic.forward(&s, &a);
         let critic_loss = q.mse_loss(&y, tch::Reduction::Mean);
         self.critic_opt.zero_grad();
         critic_loss.backward();
         clip_grad_norm(&self.critic_vs, c.grad_clip);
         self.critic_opt.step();
-        let actor_loss = -self.critic.forward(&b.state, &self.actor.forward(&b.obs)).mean(Kind::Float);
+        let (s, a) = kind.inputs(&b.obs, &b.state, &self.actor.forward(&b.obs));
+        let actor_loss = -self.critic.forward(&s, &a).mean(Kind::Float);
         self.actor_opt.zero_grad();
         actor_loss.backward();
         clip_grad_norm(&self.actor_vs, c.grad_clip);

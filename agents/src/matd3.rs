@@ -11,7 +11,7 @@
 //! * Adam, global-norm gradient clipping, soft target updates with rate τ.
 
 use crate::buffer::Batch;
-use crate::nets::{clip_grad_norm, soft_update, Actor, Critic};
+use crate::nets::{clip_grad_norm, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::{self, OptimizerConfig};
@@ -39,6 +39,8 @@ pub struct Matd3Config {
     pub grad_clip: f64,
     /// Rewards are multiplied by this before learning.
     pub reward_scale: f64,
+    /// `centralized` (MATD3) or `local` (the ITD3 ablation).
+    pub critic: CriticKind,
 }
 
 impl Default for Matd3Config {
@@ -56,6 +58,7 @@ impl Default for Matd3Config {
             target_noise_clip: 0.5,
             grad_clip: 1.0,
             reward_scale: 1.0,
+            critic: CriticKind::Centralized,
         }
     }
 }
@@ -100,12 +103,13 @@ impl Matd3 {
         let mut actor_target_vs = nn::VarStore::new(dev);
         let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
         actor_target_vs.copy(&actor_vs)?;
+        let (ci, ca) = cfg.critic.dims(n_agents, obs_dim, state_dim);
         let critic_vs = nn::VarStore::new(dev);
-        let q1 = Critic::new(&(critic_vs.root() / "q1"), state_dim, n_agents, cfg.critic_hidden);
-        let q2 = Critic::new(&(critic_vs.root() / "q2"), state_dim, n_agents, cfg.critic_hidden);
+        let q1 = Critic::new(&(critic_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
+        let q2 = Critic::new(&(critic_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
         let mut critic_target_vs = nn::VarStore::new(dev);
-        let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), state_dim, n_agents, cfg.critic_hidden);
-        let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), state_dim, n_agents, cfg.critic_hidden);
+        let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
+        let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
         let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
         let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
@@ -153,13 +157,16 @@ impl Matd3 {
     pub fn update(&mut self, b: &Batch) -> UpdateInfo {
         let c = &self.cfg;
         // Critic target with target policy smoothing.
+        let (kind, n) = (c.critic, b.obs.size()[1]);
         let y = tch::no_grad(|| {
             let next_a = self.smoothed_target_actions(&b.next_obs);
-            let q_next = self.q1_target.forward(&b.next_state, &next_a).min_other(&self.q2_target.forward(&b.next_state, &next_a));
-            &b.reward * c.reward_scale + (1.0 - &b.done) * c.gamma * q_next
+            let (s, a) = kind.inputs(&b.next_obs, &b.next_state, &next_a);
+            let q_next = self.q1_target.forward(&s, &a).min_other(&self.q2_target.forward(&s, &a));
+            kind.rows(&b.reward, n) * c.reward_scale + (1.0 - kind.rows(&b.done, n)) * c.gamma * q_next
         });
-        let q1 = self.q1.forward(&b.state, &b.actions);
-        let q2 = self.q2.forward(&b.state, &b.actions);
+        let (s, a) = kind.inputs(&b.obs, &b.state, &b.actions);
+        let q1 = self.q1.forward(&s, &a);
+        let q2 = self.q2.forward(&s, &a);
         let critic_loss = q1.mse_loss(&y, tch::Reduction::Mean) + q2.mse_loss(&y, tch::Reduction::Mean);
         self.critic_opt.zero_grad();
         critic_loss.backward();
@@ -168,8 +175,8 @@ impl Matd3 {
         self.updates += 1;
         let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]) };
         if self.updates % c.policy_delay.max(1) == 0 {
-            let a = self.actor.forward(&b.obs);
-            let actor_loss = -self.q1.forward(&b.state, &a).mean(Kind::Float);
+            let (s, a) = kind.inputs(&b.obs, &b.state, &self.actor.forward(&b.obs));
+            let actor_loss = -self.q1.forward(&s, &a).mean(Kind::Float);
             self.actor_opt.zero_grad();
             actor_loss.backward();
             clip_grad_norm(&self.actor_vs, c.grad_clip);

@@ -2,8 +2,50 @@
 //! agent's one-hot id appended to its observation) and a centralised critic on the global state
 //! and every agent's action.
 
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
+
+/// What the critics see: everything (MADDPG / MATD3), or one agent (the IDDPG / ITD3 ablations:
+/// a local critic Q(o_k ‖ id_k, a_k), shared by all agents, trained on the team reward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CriticKind {
+    #[default]
+    Centralized,
+    Local,
+}
+
+impl CriticKind {
+    /// (input width, action width) of a critic.
+    pub fn dims(self, n_agents: usize, obs_dim: usize, state_dim: usize) -> (usize, usize) {
+        match self {
+            CriticKind::Centralized => (state_dim, n_agents),
+            CriticKind::Local => (obs_dim + n_agents, 1),
+        }
+    }
+
+    /// Critic inputs of a batch: centralised → (state [B, S], actions [B, n]); local → one row per
+    /// agent, ([B·n, obs + n], [B·n, 1]).
+    pub fn inputs(self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> (Tensor, Tensor) {
+        match self {
+            CriticKind::Centralized => (state.shallow_clone(), actions.shallow_clone()),
+            CriticKind::Local => {
+                let (b, n) = (obs.size()[0], obs.size()[1]);
+                let ids = Tensor::eye(n, (Kind::Float, obs.device())).unsqueeze(0).expand([b, n, n], false);
+                (Tensor::cat(&[obs, &ids], 2).view([b * n, -1]), actions.reshape([b * n, 1]))
+            }
+        }
+    }
+
+    /// A per-transition column [B, 1] (reward, done) for each critic row.
+    pub fn rows(self, x: &Tensor, n_agents: i64) -> Tensor {
+        match self {
+            CriticKind::Centralized => x.shallow_clone(),
+            CriticKind::Local => x.expand([x.size()[0], n_agents], false).reshape([-1, 1]),
+        }
+    }
+}
 
 /// Shared deterministic actor: [obs ‖ one-hot id] → hidden → hidden → tanh → a ∈ [−1, 1].
 #[derive(Debug)]
@@ -40,8 +82,9 @@ pub struct Critic {
 }
 
 impl Critic {
-    pub fn new(p: &nn::Path, state_dim: usize, n_agents: usize, hidden: usize) -> Critic {
-        let (i, h) = ((state_dim + n_agents) as i64, hidden as i64);
+    /// A critic on `input_dim` features and `action_dim` actions.
+    pub fn new(p: &nn::Path, input_dim: usize, action_dim: usize, hidden: usize) -> Critic {
+        let (i, h) = ((input_dim + action_dim) as i64, hidden as i64);
         let net = nn::seq()
             .add(nn::linear(p / "l1", i, h, Default::default()))
             .add_fn(|x| x.relu())

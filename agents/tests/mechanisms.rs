@@ -55,6 +55,42 @@ fn critic_loss_falls_on_a_fixed_batch() {
         last = d.update(&batch).critic_loss;
     }
     assert!(last < 0.2 * first, "MADDPG critic loss {first} -> {last}");
+    // The independent ablations (local critics on own observation and action) learn too.
+    use voltarena_agents::nets::CriticKind;
+    let mut m = Matd3::new(Matd3Config { gamma: 0.0, critic: CriticKind::Local, ..Default::default() }, N, OD, SD, 0).unwrap();
+    let first = m.update(&batch).critic_loss;
+    for _ in 0..300 {
+        last = m.update(&batch).critic_loss;
+    }
+    assert!(last < 0.5 * first, "ITD3 critic loss {first} -> {last}");
+    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, critic: CriticKind::Local, ..Default::default() }, N, OD, SD).unwrap();
+    let first = d.update(&batch).critic_loss;
+    for _ in 0..300 {
+        last = d.update(&batch).critic_loss;
+    }
+    assert!(last < 0.5 * first, "IDDPG critic loss {first} -> {last}");
+}
+
+#[test]
+fn local_critic_inputs_are_one_row_per_agent() {
+    use voltarena_agents::nets::CriticKind;
+    let _guard = torch_lock();
+    let obs = Tensor::arange((2 * N * OD) as i64, (Kind::Float, Device::Cpu)).view([2, N as i64, OD as i64]);
+    let state = Tensor::zeros([2, SD as i64], (Kind::Float, Device::Cpu));
+    let actions = Tensor::from_slice(&[0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6]).view([2, N as i64]);
+    let (s, a) = CriticKind::Local.inputs(&obs, &state, &actions);
+    assert_eq!(s.size(), vec![2 * N as i64, (OD + N) as i64]);
+    assert_eq!(a.size(), vec![2 * N as i64, 1]);
+    // Row (b = 1, k = 2): its own observation, its one-hot id, its own action.
+    let row = 1 * N as i64 + 2;
+    assert_eq!(s.double_value(&[row, 0]), obs.double_value(&[1, 2, 0]));
+    assert_eq!(s.double_value(&[row, OD as i64 + 2]), 1.0);
+    assert_eq!(s.double_value(&[row, OD as i64]), 0.0);
+    assert!((a.double_value(&[row, 0]) - 0.6).abs() < 1e-7);
+    let r = Tensor::from_slice(&[1.0f32, 2.0]).view([2, 1]);
+    let rows = CriticKind::Local.rows(&r, N as i64);
+    assert_eq!(rows.double_value(&[row, 0]), 2.0);
+    assert_eq!(rows.double_value(&[N as i64 - 1, 0]), 1.0);
 }
 
 #[test]
