@@ -38,6 +38,7 @@ pub mod network;
 pub mod powerflow;
 pub mod profiles;
 pub mod reward;
+pub mod safety;
 pub mod task;
 pub mod vector;
 

@@ -54,6 +54,9 @@ pub struct Args {
     seed: u64,
     #[arg(long, value_enum, default_value = "test")]
     split: SplitArg,
+    /// Safety layer between the controller and the grid.
+    #[arg(long, default_value = "none")]
+    safety: String,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -70,6 +73,12 @@ struct Metrics {
     avv_max_bus: i64,
     violation_pu_mean: f64,
     q_kvarh: f64,
+    /// Fraction of steps where the safety layer changed the action.
+    safety_intervention_rate: f64,
+    /// Mean ‖a − a_proposed‖₂ over steps.
+    safety_mean_correction: f64,
+    /// Steps where the layer could not meet every linearised constraint.
+    safety_infeasible: usize,
 }
 
 #[derive(Serialize)]
@@ -108,6 +117,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if total_steps == 0 {
         return Err(CliError::Input("--steps must be at least 1".into()));
     }
+    let safety_kind: voltarena_env::safety::SafetyKind = args.safety.parse().map_err(CliError::Input)?;
+    let mut layer = voltarena_env::safety::SafetyLayer::new(&task, voltarena_env::safety::SafetyConfig { kind: safety_kind, ..Default::default() })
+        .map_err(|e| CliError::Input(format!("--safety: {e}")))?;
+    let mut proposed = vec![0.0; env.n_agents()];
     let opts = ResetOptions { split, ..Default::default() };
     let mut total = MetricsAcc::new(task.network.n_bus());
     let mut actions = vec![0.0; env.n_agents()];
@@ -120,7 +133,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         controller.reset(&env, seed);
         episodes += 1;
         loop {
-            controller.act(&env, &mut actions);
+            controller.act(&env, &mut proposed);
+            layer.filter(&env, &proposed, &mut actions);
             let s = env.step(&actions).map_err(|e| CliError::Other(e.to_string()))?;
             steps += 1;
             if s.terminated || s.truncated || steps >= total_steps {
@@ -145,6 +159,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             avv_max_bus: m.avv_max_bus,
             violation_pu_mean: m.violation_pu_mean,
             q_kvarh: m.q_kvarh,
+            safety_intervention_rate: layer.interventions as f64 / steps.max(1) as f64,
+            safety_mean_correction: layer.correction_sum / steps.max(1) as f64,
+            safety_infeasible: layer.infeasible,
         },
         task: task.spec.name.clone(),
         controller: controller.name().to_string(),
@@ -164,6 +181,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         println!("  losses (kWh)    {:.2}", m.loss_kwh);
         println!("  |q| (kvarh)     {:.2}", m.q_kvarh);
         println!("  divergences     {}", m.divergences);
+        if safety_kind != voltarena_env::safety::SafetyKind::None {
+            println!("  safety          {:?}: intervened in {:.1} % of steps, mean correction {:.3}, {} infeasible", safety_kind,
+                100.0 * out.metrics.safety_intervention_rate, out.metrics.safety_mean_correction, out.metrics.safety_infeasible);
+        }
         println!("  speed           {:.0} steps/s ({:.3} s)", out.steps_per_second, wall);
     }
     Ok(())

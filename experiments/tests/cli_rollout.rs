@@ -84,3 +84,20 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert_eq!(code, 2);
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn safety_layers_cut_random_violations_by_at_least_four() {
+    let none = rollout(&["--task", "mapdn33", "--controller", "random", "--steps", "960", "--safety", "none"]);
+    let base = none["metrics"]["violation_rate"].as_f64().unwrap();
+    assert!(base > 0.3, "random actions violate often ({base})");
+    assert_eq!(none["metrics"]["safety_intervention_rate"], 0.0);
+    for layer in ["projection", "cbf"] {
+        let r = rollout(&["--task", "mapdn33", "--controller", "random", "--steps", "960", "--safety", layer]);
+        let v = r["metrics"]["violation_rate"].as_f64().unwrap();
+        assert!(v <= base / 4.0, "{layer}: {v} vs {base}");
+        assert!(r["metrics"]["safety_intervention_rate"].as_f64().unwrap() > 0.1);
+    }
+    let (code, _, err) = voltarena(&["rollout", "--task", "mapdn33", "--controller", "none", "--safety", "magic"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown safety layer 'magic'"), "{err}");
+}
