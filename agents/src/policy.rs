@@ -4,10 +4,13 @@ use crate::train::{Learner, TrainConfig};
 use std::path::Path;
 use voltarena_env::{Controller, VoltageEnv};
 
+/// The deployed system: the actor, behind the run's safety layer (if any).
 pub struct RlPolicy {
     learner: Learner,
     n_agents: usize,
     name: String,
+    safety: Option<voltarena_env::safety::SafetyLayer>,
+    proposed: Vec<f64>,
 }
 
 impl RlPolicy {
@@ -19,7 +22,15 @@ impl RlPolicy {
             crate::train::Algorithm::Matd3 => "matd3",
             crate::train::Algorithm::Maddpg => "maddpg",
         };
-        Ok(RlPolicy { learner, n_agents, name: name.into() })
+        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents] })
+    }
+
+    /// Puts the run's safety layer between the actor and the grid.
+    pub fn with_safety(mut self, task: &voltarena_env::Task, cfg: voltarena_env::safety::SafetyConfig) -> Result<RlPolicy, String> {
+        if cfg.kind != voltarena_env::safety::SafetyKind::None {
+            self.safety = Some(voltarena_env::safety::SafetyLayer::new(task, cfg).map_err(|e| e.to_string())?);
+        }
+        Ok(self)
     }
 }
 
@@ -28,6 +39,12 @@ impl Controller for RlPolicy {
         &self.name
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
-        self.learner.act(env.observations(), self.n_agents, actions);
+        match &mut self.safety {
+            None => self.learner.act(env.observations(), self.n_agents, actions),
+            Some(layer) => {
+                self.learner.act(env.observations(), self.n_agents, &mut self.proposed);
+                layer.filter(env, &self.proposed, actions);
+            }
+        }
     }
 }

@@ -60,6 +60,14 @@ pub struct TrainConfig {
     /// libtorch intra-op threads (1 is fastest and stable on a shared 2-core machine).
     #[serde(default = "one")]
     pub torch_threads: usize,
+    /// Safety layer between the policy and the grid, in training and in evaluation:
+    /// `[safety] kind = "projection" | "cbf"` (docs/SAFETY.md).
+    #[serde(default)]
+    pub safety: voltarena_env::safety::SafetyConfig,
+    /// What the replay buffer stores when a safety layer is on: the action the layer applied
+    /// (`true`, default) or the policy's proposal (`false`).
+    #[serde(default = "yes")]
+    pub store_filtered_action: bool,
     /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
     /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
     #[serde(default)]
@@ -72,6 +80,9 @@ pub struct TrainConfig {
 
 fn one() -> usize {
     1
+}
+fn yes() -> bool {
+    true
 }
 fn d_learning_starts() -> usize {
     2000
@@ -191,6 +202,12 @@ pub struct Trainer {
     buffer: ReplayBuffer,
     rng: ChaCha8Rng,
     pub progress: Progress,
+    safety: voltarena_env::safety::SafetyLayer,
+    /// Steps where the safety layer changed the training action, and where it could not meet
+    /// every linearised constraint (cumulative).
+    pub safety_interventions: usize,
+    pub safety_infeasible: usize,
+    proposed: Vec<f64>,
     // scratch
     obs: Vec<f32>,
     state: Vec<f32>,
@@ -224,7 +241,12 @@ impl Trainer {
         let env = VoltageEnv::new(task.clone())?;
         let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
         let learner = Learner::new(&cfg, n, od, sd)?;
+        let safety = voltarena_env::safety::SafetyLayer::new(&task, cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
         Ok(Trainer {
+            safety,
+            safety_interventions: 0,
+            safety_infeasible: 0,
+            proposed: vec![0.0; n],
             buffer: ReplayBuffer::new(cfg.buffer_size, n, od, sd),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE8_9107_A710),
             progress: Progress { step: 0, episode: 0, updates: 0 },
@@ -290,9 +312,15 @@ impl Trainer {
                         *a = (*a + sigma * normal.sample(&mut self.rng)).clamp(-1.0, 1.0);
                     }
                 }
+                // The safety layer (if any) corrects the exploring action before it reaches the grid.
+                self.proposed.copy_from_slice(&self.actions);
+                let info = self.safety.filter(&self.env, &self.proposed, &mut self.actions);
+                self.safety_interventions += info.intervened as usize;
+                self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
                 ret += s.reward;
-                for (f, a) in self.actions_f32.iter_mut().zip(&self.actions) {
+                let stored = if self.cfg.store_filtered_action { &self.actions } else { &self.proposed };
+                for (f, a) in self.actions_f32.iter_mut().zip(stored) {
                     *f = *a as f32;
                 }
                 self.buffer.push(&self.obs, &self.state, &self.actions_f32, s.reward as f32, self.env.observations(), self.env.state(), s.terminated);
@@ -331,7 +359,19 @@ impl Trainer {
     pub fn evaluate(&self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let n = self.env.n_agents();
         let learner = &self.learner;
-        evaluate_with(&self.task, &mut |env, a| learner.act(env.observations(), n, a), &mut |_, _| {}, split, episodes, seed_base)
+        let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
+        let mut prop = vec![0.0; n];
+        evaluate_with(
+            &self.task,
+            &mut |env, a| {
+                learner.act(env.observations(), n, &mut prop);
+                layer.filter(env, &prop, a);
+            },
+            &mut |_, _| {},
+            split,
+            episodes,
+            seed_base,
+        )
     }
 }
 

@@ -191,3 +191,20 @@ fn same_seed_same_run_in_deterministic_mode() {
         assert_ne!(a.iter().map(|x| x.1).collect::<Vec<_>>(), c.iter().map(|x| x.1).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_safety_layer_acts_during_training_and_evaluation() {
+    let _guard = torch_lock();
+    let cfg: TrainConfig = toml::from_str(
+        "task = \"mapdn33\"\nalgorithm = \"matd3\"\nseed = 2\ntotal_steps = 300\nlearning_starts = 300\n\
+         eval_every = 0\ncheckpoint_every = 0\n[safety]\nkind = \"projection\"\n",
+    )
+    .unwrap();
+    let mut t = Trainer::new(cfg).unwrap();
+    let mut log = Record(Vec::new());
+    t.run(&mut log).unwrap();
+    // Random warm-up actions violate often; the layer must have stepped in.
+    assert!(t.safety_interventions > 30, "{} interventions", t.safety_interventions);
+    let (_, with) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
+    assert!(with.cr >= 0.0 && with.steps == 240);
+}

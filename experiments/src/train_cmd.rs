@@ -163,6 +163,9 @@ impl Logger for RunLogger {
     }
 
     fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String> {
+        let step = trainer.progress.step.max(1);
+        self.tb.add_scalar("safety/intervention_rate", trainer.safety_interventions as f32 / step as f32, step);
+        self.tb.add_scalar("safety/infeasible", trainer.safety_infeasible as f32, step);
         atomic_dir(&self.dir.join("checkpoint"), |d| trainer.save(d))?;
         // Keep the best policy on the validation days: highest CR, then lowest QL.
         if let Some((cr, ql)) = self.last_eval {
@@ -330,7 +333,9 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
         .or_else(|| existing(&args.run_dir.join("checkpoint")))
         .ok_or_else(|| CliError::Input(format!("{}: no checkpoint found (best/ or checkpoint/)", args.run_dir.display())))?;
     let task = Arc::new(Task::load(&cfg.task).map_err(|e| CliError::Input(e.to_string()))?);
-    let mut policy = RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim()).map_err(CliError::Input)?;
+    let mut policy = RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim())
+        .and_then(|p| p.with_safety(&task, cfg.safety))
+        .map_err(CliError::Input)?;
     if args.episodes == 0 {
         return Err(CliError::Input("--episodes must be at least 1".into()));
     }
