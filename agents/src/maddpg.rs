@@ -10,7 +10,7 @@
 
 use crate::buffer::Batch;
 use crate::matd3::UpdateInfo;
-use crate::nets::{clip_grad_norm, soft_update, Actor, Critic, CriticKind};
+use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::{self, OptimizerConfig};
@@ -113,17 +113,17 @@ impl Maddpg {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), tch::TchError> {
-        self.actor_vs.save(dir.join("actor.ot"))?;
-        self.actor_target_vs.save(dir.join("actor_target.ot"))?;
-        self.critic_vs.save(dir.join("critic.ot"))?;
-        self.critic_target_vs.save(dir.join("critic_target.ot"))
+        save_stores(dir, &[("actor.ot", &self.actor_vs), ("actor_target.ot", &self.actor_target_vs), ("critic.ot", &self.critic_vs), ("critic_target.ot", &self.critic_target_vs)])
     }
 
+    /// Loads the four networks from `dir` (optimiser moments restart from zero).
     pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
-        self.actor_vs.load(dir.join("actor.ot"))?;
-        self.actor_target_vs.load(dir.join("actor_target.ot"))?;
-        self.critic_vs.load(dir.join("critic.ot"))?;
-        self.critic_target_vs.load(dir.join("critic_target.ot"))?;
+        load_stores(dir, &mut [
+            ("actor.ot", &mut self.actor_vs),
+            ("actor_target.ot", &mut self.actor_target_vs),
+            ("critic.ot", &mut self.critic_vs),
+            ("critic_target.ot", &mut self.critic_target_vs),
+        ])?;
         self.updates = updates;
         Ok(())
     }

@@ -137,3 +137,19 @@ pub fn clip_grad_norm(vs: &nn::VarStore, max_norm: f64) {
         }
     });
 }
+
+/// Saves named variable stores into `dir` (one `.ot` file each).
+pub fn save_stores(dir: &std::path::Path, stores: &[(&str, &nn::VarStore)]) -> Result<(), tch::TchError> {
+    for (name, vs) in stores {
+        vs.save(dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Loads named variable stores from `dir`.
+pub fn load_stores(dir: &std::path::Path, stores: &mut [(&str, &mut nn::VarStore)]) -> Result<(), tch::TchError> {
+    for (name, vs) in stores.iter_mut() {
+        vs.load(dir.join(*name))?;
+    }
+    Ok(())
+}
