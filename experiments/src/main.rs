@@ -5,6 +5,7 @@
 
 mod atomic;
 mod baseline_cmd;
+mod compare_cmd;
 mod config;
 mod plot;
 mod powerflow_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Rollout(rollout_cmd::Args),
     /// Run the model-based baselines (droop, OFO family) on a static or dynamic scenario.
     Baseline(baseline_cmd::Args),
+    /// Run several controllers on exactly the same episodes of a task and compare them.
+    Compare(compare_cmd::Args),
     /// Train MADDPG or MATD3 from a config file into a run directory.
     Train(train_cmd::TrainArgs),
     /// Evaluate a trained run on a split.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Task(cmd) => task_cmd::run(cmd),
         Command::Baseline(args) => baseline_cmd::run(args),
         Command::Train(args) => train_cmd::train(args),
+        Command::Compare(args) => compare_cmd::run(args),
         Command::Eval(args) => train_cmd::eval(args),
     };
     match result {

@@ -1,0 +1,248 @@
+//! `voltarena compare CONFIG.toml [--json] [--out DIR]`: runs the listed controllers — no control,
+//! random, droop, the OFO family, trained RL runs — each optionally behind a safety layer, on exactly
+//! the same episodes of a task (seeds `seed .. seed + episodes` of one split, no data noise), and
+//! writes `results.json`, `results.md` and `envelope.svg` (the voltage envelope — lowest and highest
+//! monitored voltage per step — of the first episode for each controller).
+
+use crate::{atomic, plot, CliError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use voltarena_agents::policy::RlPolicy;
+use voltarena_agents::train::TrainConfig;
+use voltarena_baselines::suite::{ControllerSet, DroopSpec, Faults};
+use voltarena_env::controller::{NoControl, RandomControl};
+use voltarena_env::safety::{SafetyConfig, SafetyLayer};
+use voltarena_env::task::Backend;
+use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Comparison config (TOML), e.g. configs/compare_mapdn33.toml.
+    config: PathBuf,
+    #[arg(long)]
+    json: bool,
+    /// Output folder (default: results/<config name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    None,
+    Random,
+    Droop,
+    /// A controller of the OFO family, configured in a `voltarena baseline` config.
+    Ofo,
+    /// A trained run directory.
+    Rl,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    /// RL: the run directory.
+    #[serde(default)]
+    pub run: Option<PathBuf>,
+    /// RL: "best" (default) or "last".
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// OFO: the baseline config holding the controller's parameters, and the controller's name.
+    #[serde(default)]
+    pub ofo_config: Option<PathBuf>,
+    #[serde(default)]
+    pub ofo: Option<String>,
+    #[serde(default)]
+    pub droop: Option<DroopSpec>,
+    /// Safety layer in front of this controller.
+    #[serde(default)]
+    pub safety: Option<SafetyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub task: String,
+    #[serde(default = "test_split")]
+    pub split: Split,
+    pub episodes: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    pub controllers: Vec<Entry>,
+}
+
+fn test_split() -> Split {
+    Split::Test
+}
+
+#[derive(Serialize)]
+struct EntryResult {
+    metrics: MetricsSummary,
+    mean_return: f64,
+    safety_intervention_rate: f64,
+    /// Error that prevented the run (the other entries still ran).
+    error: Option<String>,
+}
+
+fn build(e: &Entry, task: &Arc<Task>) -> Result<Box<dyn Controller>, String> {
+    Ok(match e.kind {
+        Kind::None => Box::new(NoControl),
+        Kind::Random => Box::new(RandomControl::default()),
+        Kind::Droop => {
+            let spec = e.droop.clone().unwrap_or(DroopSpec { preset: None, curve: None, q_frac: None, smoothing: Some(0.1) });
+            Box::new(spec.build().map_err(|x| x.to_string())?)
+        }
+        Kind::Ofo => {
+            let path = e.ofo_config.as_ref().ok_or("kind = \"ofo\" needs ofo_config")?;
+            let name = e.ofo.as_deref().ok_or("kind = \"ofo\" needs ofo = \"<controller name>\"")?;
+            let doc = crate::config::read_toml(path, &[]).map_err(|x| match x {
+                CliError::Input(m) | CliError::Other(m) => m,
+            })?;
+            let set: ControllerSet = doc.get("controllers").cloned().ok_or(format!("{}: no [controllers]", path.display()))?.try_into().map_err(|x: toml::de::Error| format!("{}: {}", path.display(), x.message()))?;
+            set.build(name, task, &Faults::default()).map_err(|x| x.to_string())?
+        }
+        Kind::Rl => {
+            let run = e.run.as_ref().ok_or("kind = \"rl\" needs run = \"<run directory>\"")?;
+            let cfg_path = run.join("config.toml");
+            let doc = crate::config::read_toml(&cfg_path, &[]).map_err(|x| match x {
+                CliError::Input(m) | CliError::Other(m) => m,
+            })?;
+            let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| format!("{}: {}", cfg_path.display(), x.message()))?;
+            let run_task = Task::load(&cfg.task).map_err(|x| x.to_string())?;
+            if run_task.spec.name != task.spec.name || run_task.obs_dim() != task.obs_dim() {
+                return Err(format!("{}: trained on task '{}', not '{}'", run.display(), run_task.spec.name, task.spec.name));
+            }
+            let which = e.checkpoint.as_deref().unwrap_or("best");
+            let dir = run.join(if which == "last" { "checkpoint" } else { which });
+            if !dir.join("actor.ot").exists() {
+                return Err(format!("{}: no checkpoint ({} missing)", run.display(), dir.join("actor.ot").display()));
+            }
+            Box::new(RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim())?)
+        }
+    })
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    let source = args.config.display().to_string();
+    let doc = crate::config::read_toml(&args.config, &args.sets)?;
+    let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
+    if cfg.episodes == 0 || cfg.controllers.is_empty() {
+        return Err(CliError::Input(format!("{source}: needs episodes ≥ 1 and at least one [[controllers]]")));
+    }
+    let mut names = std::collections::HashSet::new();
+    for c in &cfg.controllers {
+        if !names.insert(c.name.clone()) {
+            return Err(CliError::Input(format!("{source}: controller name '{}' appears twice", c.name)));
+        }
+    }
+    let task = Arc::new(Task::load(&cfg.task).map_err(|e| CliError::Input(format!("{source}: task: {e}")))?);
+    let backend = cfg.backend.unwrap_or(task.spec.backend);
+    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("results").join(args.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "compare".into())));
+    std::fs::create_dir_all(&out_dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out_dir.display())))?;
+    let mut results: BTreeMap<String, EntryResult> = BTreeMap::new();
+    let mut envelopes = Vec::new();
+    let mut order = Vec::new();
+    for e in &cfg.controllers {
+        order.push(e.name.clone());
+        let built = build(e, &task).and_then(|c| {
+            let layer = SafetyLayer::new(&task, e.safety.unwrap_or_default()).map_err(|x| x.to_string())?;
+            Ok((c, layer))
+        });
+        let (mut ctl, mut layer) = match built {
+            Ok(x) => x,
+            Err(msg) => {
+                eprintln!("warning: {}: {msg}", e.name);
+                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, error: Some(msg) });
+                continue;
+            }
+        };
+        let mut env = VoltageEnv::with_backend(task.clone(), backend).map_err(|x| CliError::Input(x.to_string()))?;
+        let mut acc = MetricsAcc::new(task.network.n_bus());
+        let (mut prop, mut act) = (vec![0.0; env.n_agents()], vec![0.0; env.n_agents()]);
+        let (mut total, mut steps) = (0.0, 0usize);
+        let (mut lo, mut hi) = (Vec::new(), Vec::new());
+        for i in 0..cfg.episodes {
+            let seed = cfg.seed + i as u64;
+            env.reset(seed, &ResetOptions { split: cfg.split, data_noise: Some(false), ..Default::default() }).map_err(|x| CliError::Other(x.to_string()))?;
+            ctl.reset(&env, seed);
+            loop {
+                ctl.act(&env, &mut prop);
+                layer.filter(&env, &prop, &mut act);
+                let s = env.step(&act).map_err(|x| CliError::Other(x.to_string()))?;
+                total += s.reward;
+                steps += 1;
+                if i == 0 {
+                    lo.push((steps as f64, s.metrics.v_min_pu));
+                    hi.push((steps as f64, s.metrics.v_max_pu));
+                }
+                if s.terminated || s.truncated {
+                    break;
+                }
+            }
+            acc.merge(env.episode_metrics());
+        }
+        results.insert(
+            e.name.clone(),
+            EntryResult {
+                metrics: acc.summary(&task.bus_id),
+                mean_return: total / cfg.episodes as f64,
+                safety_intervention_rate: layer.interventions as f64 / steps.max(1) as f64,
+                error: None,
+            },
+        );
+        envelopes.push((e.name.clone(), lo, hi));
+    }
+    // Outputs.
+    let json = serde_json::json!({
+        "task": cfg.task, "split": cfg.split, "episodes": cfg.episodes, "episode_seeds": (cfg.seed..cfg.seed + cfg.episodes as u64).collect::<Vec<_>>(),
+        "backend": backend, "config": cfg, "source": source,
+        "git_commit": std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        "controllers": results,
+    });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| CliError::Other(e.to_string()))?;
+    atomic::write(&out_dir.join("results.json"), text.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    let mut md = format!(
+        "# Comparison — `{source}`\n\nTask `{}`, {:?} split, {} episodes (seeds {}–{}), backend {:?}; every controller on the same episodes.\n\n| controller | CR | QL (Mvar) | AVV max (pu) | violation rate | losses (kWh) | Σ\\|q\\| (kvarh) | divergences | safety interventions |\n|---|---|---|---|---|---|---|---|---|\n",
+        cfg.task, cfg.split, cfg.episodes, cfg.seed, cfg.seed + cfg.episodes as u64 - 1, backend
+    );
+    for n in &order {
+        let r = &results[n];
+        match &r.error {
+            Some(err) => md.push_str(&format!("| {n} | — | — | — | — | — | — | — | error: {err} |\n")),
+            None => {
+                let m = &r.metrics;
+                md.push_str(&format!(
+                    "| {n} | {:.4} | {:.4} | {:.2e} | {:.4} | {:.1} | {:.1} | {} | {:.1} % |\n",
+                    m.cr, m.ql, m.avv_max, m.violation_rate, m.loss_kwh, m.q_kvarh, m.divergences, 100.0 * r.safety_intervention_rate
+                ));
+            }
+        }
+    }
+    atomic::write(&out_dir.join("results.md"), md.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    let mut series = Vec::new();
+    let labels: Vec<(String, String)> = envelopes.iter().map(|(n, _, _)| (format!("{n} max"), format!("{n} min"))).collect();
+    for ((_, lo, hi), (lmax, lmin)) in envelopes.iter().zip(&labels) {
+        series.push(plot::Series { name: lmax, points: hi.clone() });
+        series.push(plot::Series { name: lmin, points: lo.clone() });
+    }
+    plot::lines(&out_dir.join("envelope.svg"), "Voltage envelope, first episode", "step", "v (pu)", &series, &[task.spec.v_min, task.spec.v_max]).map_err(CliError::Other)?;
+    if args.json {
+        println!("{text}");
+    } else {
+        print!("{md}");
+        println!("\nwritten to {}", out_dir.display());
+    }
+    let failed: Vec<&String> = order.iter().filter(|n| results[*n].error.is_some()).collect();
+    if !failed.is_empty() {
+        return Err(CliError::Input(format!("{} entr{} could not run (results of the others are in {}): {}", failed.len(), if failed.len() == 1 { "y" } else { "ies" }, out_dir.display(), failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+    }
+    Ok(())
+}
