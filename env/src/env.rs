@@ -119,7 +119,7 @@ pub struct MetricsAcc {
 }
 
 /// Aggregate metrics (`docs/ENVIRONMENT.md` defines each).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsSummary {
     pub steps: usize,
     pub cr: f64,

@@ -7,6 +7,7 @@ mod atomic;
 mod baseline_cmd;
 mod compare_cmd;
 mod config;
+mod leaderboard_cmd;
 mod plot;
 mod powerflow_cmd;
 mod rollout_cmd;
@@ -33,6 +34,8 @@ enum Command {
     Baseline(baseline_cmd::Args),
     /// Run several controllers on exactly the same episodes of a task and compare them.
     Compare(compare_cmd::Args),
+    /// Run a suite (tasks × controllers × seeds) into a reproducible leaderboard, or verify one.
+    Leaderboard(leaderboard_cmd::Args),
     /// Train MADDPG or MATD3 from a config file into a run directory.
     Train(train_cmd::TrainArgs),
     /// Evaluate a trained run on a split.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Baseline(args) => baseline_cmd::run(args),
         Command::Train(args) => train_cmd::train(args),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Leaderboard(args) => leaderboard_cmd::run(args),
         Command::Eval(args) => train_cmd::eval(args),
     };
     match result {

@@ -1,0 +1,102 @@
+//! `voltarena leaderboard`: a tiny suite twice gives the same leaderboard (apart from timestamps),
+//! `--verify` confirms it, tampering is caught by entry, broken entries keep the others.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn voltarena(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_voltarena")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+const SUITE: &str = r#"
+name = "tiny"
+tasks = ["mapdn33"]
+seeds = [1, 2]
+eval_episodes = 1
+
+[[controllers]]
+name = "none"
+kind = "none"
+
+[[controllers]]
+name = "droop"
+kind = "droop"
+
+[[controllers]]
+name = "nested"
+kind = "ofo"
+ofo_config = "../configs/ofo_rural2_dynamic.toml"
+ofo = "nested"
+
+[[controllers]]
+name = "matd3"
+kind = "rl"
+train = "../configs/matd3_mapdn33.toml"
+set = ["total_steps=300", "learning_starts=150", "eval_every=0", "checkpoint_every=0", "matd3.batch_size=32"]
+"#;
+
+fn strip(v: &mut Value) {
+    v.as_object_mut().unwrap().remove("created_unix");
+    v.as_object_mut().unwrap().remove("wall_seconds");
+}
+
+#[test]
+fn reruns_are_identical_and_verify_checks_them() {
+    let dir = std::env::temp_dir().join(format!("va-lb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("suite.toml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (out, jobs) in [(&a, "2"), (&b, "1")] {
+        let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", jobs]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let read = |p: &std::path::Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p.join("leaderboard.json")).unwrap()).unwrap() };
+    let (mut ja, mut jb) = (read(&a), read(&b));
+    strip(&mut ja);
+    strip(&mut jb);
+    assert_eq!(ja, jb, "two runs (2 jobs and 1 job) must agree apart from timestamps");
+    let entries = ja["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[2]["status"], "n/a", "OFO does not apply to mapdn33");
+    assert!(entries[3]["train_config_hash"].is_string());
+    assert!(ja["suite_hash"].is_string() && ja["git_commit"].is_string() || ja["git_commit"].is_null());
+    for f in ["leaderboard.md", "index.html"] {
+        assert!(a.join(f).exists(), "{f}");
+    }
+    let html = std::fs::read_to_string(a.join("index.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg") && html.contains("droop"));
+    let (code, out, err) = voltarena(&["leaderboard", "--verify", a.to_str().unwrap(), "--jobs", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("verified: 4 entries"));
+    // Tampered numbers: the mismatch names the entry.
+    let mut t = read(&a);
+    t["entries"][1]["per_seed"][0]["cr"] = Value::from(0.123);
+    std::fs::write(a.join("leaderboard.json"), t.to_string()).unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", "--verify", a.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mapdn33 / droop"), "{err}");
+}
+
+#[test]
+fn broken_entries_are_reported_and_the_rest_kept() {
+    let dir = std::env::temp_dir().join(format!("va-lb-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("suite.toml");
+    std::fs::write(&suite, "name = \"bad\"\ntasks = [\"mapdn33\"]\nseeds = [1]\neval_episodes = 1\n[[controllers]]\nname = \"none\"\nkind = \"none\"\n[[controllers]]\nname = \"oops\"\nkind = \"opf\"\n").unwrap();
+    let out = dir.join("o");
+    let (code, stdout, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("oops") && err.contains("unknown controller kind 'opf'"), "{err}");
+    assert!(stdout.contains("| none |"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(v["entries"][0]["status"], "ok");
+    std::fs::write(&suite, "name = \"bad\"\ntasks = [\"mapdn99\"]\nseeds = [1]\n[[controllers]]\nname = \"none\"\nkind = \"none\"\n").unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("mapdn99"), "{err}");
+    let (code, _, err) = voltarena(&["leaderboard", "--verify", "/no/such/dir"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/dir"), "{err}");
+}
