@@ -51,6 +51,9 @@ pub struct SuiteEntry {
     pub train: Option<PathBuf>,
     #[serde(default)]
     pub set: Vec<String>,
+    /// Extra overrides for one task, e.g. `set_by_task = { rural2_96 = ["total_steps=2400"] }`.
+    #[serde(default)]
+    pub set_by_task: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub safety: Option<SafetyConfig>,
 }
@@ -171,6 +174,7 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, episodes: usize, run_dir:
         "rl" => {
             let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\"".into()))?;
             let mut sets = e.set.clone();
+            sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
             sets.push(format!("task=\"{task_name}\""));
             sets.push(format!("seed={seed}"));
             let doc = crate::config::read_toml(path, &sets).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
@@ -204,11 +208,16 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize) -> Result<Vec<EntryOut>
         }
     }
     let total = work.len();
-    let queue = Arc::new(Mutex::new(work.into_iter().enumerate().collect::<Vec<_>>()));
+    // Workers pop from the back: reverse, so jobs start in suite order.
+    let mut jobs_list: Vec<_> = work.into_iter().enumerate().collect();
+    jobs_list.reverse();
+    let queue = Arc::new(Mutex::new(jobs_list));
     let results: Arc<Mutex<BTreeMap<usize, Result<(MetricsSummary, Option<String>), (String, String)>>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let keys: Vec<(String, usize, u64)> = {
         let q = queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.iter().map(|(_, k)| k.clone()).collect()
+        let mut k: Vec<(usize, (String, usize, u64))> = q.clone();
+        k.sort_by_key(|x| x.0);
+        k.into_iter().map(|(_, k)| k).collect()
     };
     let bar = indicatif::ProgressBar::new(total as u64);
     std::thread::scope(|sc| {
