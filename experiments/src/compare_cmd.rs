@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use voltarena_agents::policy::RlPolicy;
 use voltarena_agents::train::TrainConfig;
-use voltarena_baselines::suite::{ControllerSet, DroopSpec, Faults};
+use voltarena_baselines::suite::DroopSpec;
 use voltarena_env::controller::{NoControl, RandomControl};
 use voltarena_env::safety::{SafetyConfig, SafetyLayer};
 use voltarena_env::task::Backend;
@@ -96,18 +96,13 @@ fn build(e: &Entry, task: &Arc<Task>) -> Result<Box<dyn Controller>, String> {
     Ok(match e.kind {
         Kind::None => Box::new(NoControl),
         Kind::Random => Box::new(RandomControl::default()),
-        Kind::Droop => {
-            let spec = e.droop.clone().unwrap_or(DroopSpec { preset: None, curve: None, q_frac: None, smoothing: Some(0.1) });
-            Box::new(spec.build().map_err(|x| x.to_string())?)
-        }
+        Kind::Droop => Box::new(e.droop.clone().unwrap_or_else(crate::config::default_droop).build().map_err(|x| x.to_string())?),
         Kind::Ofo => {
             let path = e.ofo_config.as_ref().ok_or("kind = \"ofo\" needs ofo_config")?;
             let name = e.ofo.as_deref().ok_or("kind = \"ofo\" needs ofo = \"<controller name>\"")?;
-            let doc = crate::config::read_toml(path, &[]).map_err(|x| match x {
-                CliError::Input(m) | CliError::Other(m) => m,
-            })?;
-            let set: ControllerSet = doc.get("controllers").cloned().ok_or(format!("{}: no [controllers]", path.display()))?.try_into().map_err(|x: toml::de::Error| format!("{}: {}", path.display(), x.message()))?;
-            set.build(name, task, &Faults::default()).map_err(|x| x.to_string())?
+            crate::config::ofo_from_config(path, name, task).map_err(|x| match x {
+                crate::config::OfoLoadError::Config(m) | crate::config::OfoLoadError::NotApplicable(m) => m,
+            })?
         }
         Kind::Rl => {
             let run = e.run.as_ref().ok_or("kind = \"rl\" needs run = \"<run directory>\"")?;

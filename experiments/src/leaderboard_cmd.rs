@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use voltarena_agents::policy::RlPolicy;
 use voltarena_agents::train::{Logger, TrainConfig, Trainer};
-use voltarena_baselines::suite::{ControllerSet, DroopSpec, Faults};
+use voltarena_baselines::suite::DroopSpec;
 use voltarena_env::controller::NoControl;
 use voltarena_env::safety::{SafetyConfig, SafetyLayer};
 use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
@@ -156,19 +156,18 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, episodes: usize, run_dir:
     match e.kind.as_str() {
         "none" => eval_controller(&task, &mut NoControl, e.safety, seed, episodes).map(|m| (m, None)).map_err(err),
         "droop" => {
-            let spec = e.droop.clone().unwrap_or(DroopSpec { preset: None, curve: None, q_frac: None, smoothing: Some(0.1) });
-            let mut d = spec.build().map_err(|x| err(x.to_string()))?;
+            let mut d = e.droop.clone().unwrap_or_else(crate::config::default_droop).build().map_err(|x| err(x.to_string()))?;
             eval_controller(&task, &mut d, e.safety, seed, episodes).map(|m| (m, None)).map_err(err)
         }
         "ofo" => {
             let path = e.ofo_config.as_ref().ok_or_else(|| err("kind = \"ofo\" needs ofo_config".into()))?;
             let name = e.ofo.as_deref().ok_or_else(|| err("kind = \"ofo\" needs ofo".into()))?;
-            let doc = crate::config::read_toml(path, &[]).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
-            let set: ControllerSet = doc.get("controllers").cloned().ok_or_else(|| err(format!("{}: no [controllers]", path.display())))?
-                .try_into().map_err(|x: toml::de::Error| err(x.message().to_string()))?;
             // A controller that does not apply to the task (OFO needs an inverter at every bus) is
             // "n/a", not an error.
-            let mut c = set.build(name, &task, &Faults::default()).map_err(|x| ("n/a".to_string(), x.to_string()))?;
+            let mut c = crate::config::ofo_from_config(path, name, &task).map_err(|x| match x {
+                crate::config::OfoLoadError::Config(m) => err(m),
+                crate::config::OfoLoadError::NotApplicable(m) => ("n/a".to_string(), m),
+            })?;
             eval_controller(&task, c.as_mut(), e.safety, seed, episodes).map(|m| (m, None)).map_err(err)
         }
         "rl" => {
