@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
-use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+use voltarena_env::{Controller, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
 
 /// Which algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,53 +356,35 @@ impl Trainer {
 
     /// Mean return and metrics of the deterministic policy on `episodes` episodes of `split`
     /// (seeds `seed_base + i`, the same episodes every time).
-    pub fn evaluate(&self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
-        let n = self.env.n_agents();
-        let learner = &self.learner;
+    pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
-        let mut prop = vec![0.0; n];
-        evaluate_with(
-            &self.task,
-            &mut |env, a| {
-                learner.act(env.observations(), n, &mut prop);
-                layer.filter(env, &prop, a);
-            },
-            &mut |_, _| {},
-            split,
-            episodes,
-            seed_base,
-        )
+        let mut greedy = Greedy { learner: &mut self.learner };
+        let mut env = VoltageEnv::new(self.task.clone())?;
+        let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
+        let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
+        Ok((e.mean_return, e.metrics))
+    }
+}
+
+/// The learner's deterministic actor as a [`Controller`] (borrowed, for evaluation during training).
+struct Greedy<'a> {
+    learner: &'a mut Learner,
+}
+
+impl Controller for Greedy<'_> {
+    fn name(&self) -> &str {
+        "greedy"
+    }
+    fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
+        self.learner.act(env.observations(), env.n_agents(), actions);
     }
 }
 
 /// Runs a controller on `episodes` episodes of a split (seeds `seed_base + i`, no data noise):
 /// mean return and aggregate metrics.
 pub fn evaluate(task: &Arc<Task>, ctl: &mut dyn Controller, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
-    let ctl = std::cell::RefCell::new(ctl);
-    evaluate_with(task, &mut |env, a| ctl.borrow_mut().act(env, a), &mut |env, seed| ctl.borrow_mut().reset(env, seed), split, episodes, seed_base)
-}
-
-type ActFn<'a> = dyn FnMut(&VoltageEnv, &mut [f64]) + 'a;
-type ResetFn<'a> = dyn FnMut(&VoltageEnv, u64) + 'a;
-
-fn evaluate_with(task: &Arc<Task>, act: &mut ActFn, reset: &mut ResetFn, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
     let mut env = VoltageEnv::new(task.clone())?;
-    let mut acc = MetricsAcc::new(task.network.n_bus());
-    let mut actions = vec![0.0; env.n_agents()];
-    let mut total = 0.0;
-    for i in 0..episodes {
-        let seed = seed_base + i as u64;
-        env.reset(seed, &ResetOptions { split, data_noise: Some(false), ..Default::default() })?;
-        reset(&env, seed);
-        loop {
-            act(&env, &mut actions);
-            let s = env.step(&actions)?;
-            total += s.reward;
-            if s.terminated || s.truncated {
-                break;
-            }
-        }
-        acc.merge(env.episode_metrics());
-    }
-    Ok((total / episodes.max(1) as f64, acc.summary(&task.bus_id)))
+    let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
+    let e = voltarena_env::controller::evaluate(&mut env, ctl, None, split, &seeds, &mut |_, _, _| {})?;
+    Ok((e.mean_return, e.metrics))
 }

@@ -1,8 +1,10 @@
 //! `voltarena compare CONFIG.toml [--json] [--out DIR]`: runs the listed controllers — no control,
 //! random, droop, the OFO family, trained RL runs — each optionally behind a safety layer, on exactly
 //! the same episodes of a task (seeds `seed .. seed + episodes` of one split, no data noise), and
-//! writes `results.json`, `results.md` and `envelope.svg` (the voltage envelope — lowest and highest
-//! monitored voltage per step — of the first episode for each controller).
+//! writes `results.json`, `results.md`, `envelope.svg` (the voltage envelope — lowest and highest
+//! monitored voltage per step — of the first episode for each controller), `violations.svg` (per-bus
+//! heat map: fraction of steps each bus is outside the limits, per controller) and `metrics.svg`
+//! (CR, QL and AVV bars).
 
 use crate::{atomic, plot, CliError};
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use voltarena_baselines::suite::DroopSpec;
 use voltarena_env::controller::{NoControl, RandomControl};
 use voltarena_env::safety::{SafetyConfig, SafetyLayer};
 use voltarena_env::task::Backend;
-use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+use voltarena_env::{Controller, MetricsAcc, MetricsSummary, Split, Task, VoltageEnv};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,6 +90,8 @@ struct EntryResult {
     metrics: MetricsSummary,
     mean_return: f64,
     safety_intervention_rate: f64,
+    /// Fraction of steps each monitored bus (`monitored_bus_ids` in results.json) was outside the limits.
+    bus_violation_rate: Vec<f64>,
     /// Error that prevented the run (the other entries still ran).
     error: Option<String>,
 }
@@ -145,6 +149,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let mut results: BTreeMap<String, EntryResult> = BTreeMap::new();
     let mut envelopes = Vec::new();
     let mut order = Vec::new();
+    let seeds: Vec<u64> = (0..cfg.episodes as u64).map(|i| cfg.seed + i).collect();
     for e in &cfg.controllers {
         order.push(e.name.clone());
         let built = build(e, &task).and_then(|c| {
@@ -155,41 +160,34 @@ pub fn run(args: Args) -> Result<(), CliError> {
             Ok(x) => x,
             Err(msg) => {
                 eprintln!("warning: {}: {msg}", e.name);
-                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, error: Some(msg) });
+                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, bus_violation_rate: Vec::new(), error: Some(msg) });
                 continue;
             }
         };
         let mut env = VoltageEnv::with_backend(task.clone(), backend).map_err(|x| CliError::Input(x.to_string()))?;
-        let mut acc = MetricsAcc::new(task.network.n_bus());
-        let (mut prop, mut act) = (vec![0.0; env.n_agents()], vec![0.0; env.n_agents()]);
-        let (mut total, mut steps) = (0.0, 0usize);
         let (mut lo, mut hi) = (Vec::new(), Vec::new());
-        for i in 0..cfg.episodes {
-            let seed = cfg.seed + i as u64;
-            env.reset(seed, &ResetOptions { split: cfg.split, data_noise: Some(false), ..Default::default() }).map_err(|x| CliError::Other(x.to_string()))?;
-            ctl.reset(&env, seed);
-            loop {
-                ctl.act(&env, &mut prop);
-                layer.filter(&env, &prop, &mut act);
-                let s = env.step(&act).map_err(|x| CliError::Other(x.to_string()))?;
-                total += s.reward;
-                steps += 1;
-                if i == 0 {
-                    lo.push((steps as f64, s.metrics.v_min_pu));
-                    hi.push((steps as f64, s.metrics.v_max_pu));
-                }
-                if s.terminated || s.truncated {
-                    break;
-                }
+        // Steps at which each monitored bus is outside [v_min, v_max] (per-bus heat map).
+        let mut bus_viol = vec![0usize; task.metric_buses.len()];
+        let (vmin, vmax) = (task.spec.v_min, task.spec.v_max);
+        let ev = voltarena_env::controller::evaluate(&mut env, ctl.as_mut(), Some(&mut layer), cfg.split, &seeds, &mut |i, env, s| {
+            if i == 0 {
+                let t = lo.len() as f64 + 1.0;
+                lo.push((t, s.metrics.v_min_pu));
+                hi.push((t, s.metrics.v_max_pu));
             }
-            acc.merge(env.episode_metrics());
-        }
+            let v = env.vm_pu();
+            for (c, &b) in bus_viol.iter_mut().zip(&task.metric_buses) {
+                *c += (!(v[b] >= vmin && v[b] <= vmax)) as usize;
+            }
+        })
+        .map_err(|x| CliError::Other(x.to_string()))?;
         results.insert(
             e.name.clone(),
             EntryResult {
-                metrics: acc.summary(&task.bus_id),
-                mean_return: total / cfg.episodes as f64,
-                safety_intervention_rate: layer.interventions as f64 / steps.max(1) as f64,
+                metrics: ev.metrics,
+                mean_return: ev.mean_return,
+                safety_intervention_rate: ev.interventions as f64 / ev.steps.max(1) as f64,
+                bus_violation_rate: bus_viol.iter().map(|&c| c as f64 / ev.steps.max(1) as f64).collect(),
                 error: None,
             },
         );
@@ -198,7 +196,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     // Outputs.
     let json = serde_json::json!({
         "task": cfg.task, "split": cfg.split, "episodes": cfg.episodes, "episode_seeds": (cfg.seed..cfg.seed + cfg.episodes as u64).collect::<Vec<_>>(),
-        "backend": backend, "config": cfg, "source": source,
+        "backend": backend, "config": cfg,
+        "monitored_bus_ids": task.metric_buses.iter().map(|&b| task.bus_id[b]).collect::<Vec<_>>(), "source": source,
         "git_commit": std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
         "controllers": results,
     });
@@ -229,6 +228,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         series.push(plot::Series { name: lmin, points: lo.clone() });
     }
     plot::lines(&out_dir.join("envelope.svg"), "Voltage envelope, first episode", "step", "v (pu)", &series, &[task.spec.v_min, task.spec.v_max]).map_err(CliError::Other)?;
+    let ran: Vec<&String> = order.iter().filter(|n| results[*n].error.is_none()).collect();
+    let names: Vec<String> = ran.iter().map(|n| n.to_string()).collect();
+    let bus_labels: Vec<String> = task.metric_buses.iter().map(|&b| task.bus_id[b].to_string()).collect();
+    let heat: Vec<Vec<f64>> = ran.iter().map(|n| results[*n].bus_violation_rate.clone()).collect();
+    plot::heatmap(&out_dir.join("violations.svg"), "Fraction of steps outside the limits, per bus", "bus id", &names, &bus_labels, &heat).map_err(CliError::Other)?;
+    let col = |f: &dyn Fn(&MetricsSummary) -> f64| ran.iter().map(|n| f(&results[*n].metrics)).collect::<Vec<f64>>();
+    plot::bars(&out_dir.join("metrics.svg"), &names, &[("CR", col(&|m| m.cr)), ("QL (Mvar)", col(&|m| m.ql)), ("AVV max (pu)", col(&|m| m.avv_max))]).map_err(CliError::Other)?;
     if args.json {
         println!("{text}");
     } else {

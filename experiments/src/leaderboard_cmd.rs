@@ -18,7 +18,7 @@ use voltarena_agents::train::{Logger, TrainConfig, Trainer};
 use voltarena_baselines::suite::DroopSpec;
 use voltarena_env::controller::NoControl;
 use voltarena_env::safety::{SafetyConfig, SafetyLayer};
-use voltarena_env::{Controller, MetricsAcc, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+use voltarena_env::{Controller, MetricsSummary, Split, Task, VoltageEnv};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -130,23 +130,9 @@ static TORCH_INIT: Mutex<()> = Mutex::new(());
 fn eval_controller(task: &Arc<Task>, ctl: &mut dyn Controller, safety: Option<SafetyConfig>, seed: u64, episodes: usize) -> Result<MetricsSummary, String> {
     let mut env = VoltageEnv::new(task.clone()).map_err(|e| e.to_string())?;
     let mut layer = SafetyLayer::new(task, safety.unwrap_or_default()).map_err(|e| e.to_string())?;
-    let mut acc = MetricsAcc::new(task.network.n_bus());
-    let (mut prop, mut act) = (vec![0.0; env.n_agents()], vec![0.0; env.n_agents()]);
-    for i in 0..episodes {
-        let s = 100 * seed + i as u64;
-        env.reset(s, &ResetOptions { split: Split::Test, data_noise: Some(false), ..Default::default() }).map_err(|e| e.to_string())?;
-        ctl.reset(&env, s);
-        loop {
-            ctl.act(&env, &mut prop);
-            layer.filter(&env, &prop, &mut act);
-            let st = env.step(&act).map_err(|e| e.to_string())?;
-            if st.terminated || st.truncated {
-                break;
-            }
-        }
-        acc.merge(env.episode_metrics());
-    }
-    Ok(acc.summary(&task.bus_id))
+    let seeds: Vec<u64> = (0..episodes as u64).map(|i| 100 * seed + i).collect();
+    let ev = voltarena_env::controller::evaluate(&mut env, ctl, Some(&mut layer), Split::Test, &seeds, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
+    Ok(ev.metrics)
 }
 
 /// One (task, controller, seed) job: Ok(summary), or Err((status, message)).

@@ -71,3 +71,88 @@ pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
     root.present().map_err(|x| e(&x))?;
     Ok(())
 }
+
+/// Heat map: one row per name, one column per label, colour = value / max (white → dark red);
+/// used for per-bus violation frequencies (rows: controllers, columns: buses).
+pub fn heatmap(path: &Path, title: &str, x_label: &str, rows: &[String], cols: &[String], values: &[Vec<f64>]) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let (nr, nc) = (rows.len().max(1) as i32, cols.len().max(1) as i32);
+    let vmax = values.iter().flatten().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let root = SVGBackend::new(path, (1000, 130 + 28 * nr as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{title} (darkest = {vmax:.3})"), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(170)
+        .build_cartesian_2d((0..nc - 1).into_segmented(), (0..nr - 1).into_segmented())
+        .map_err(|x| e(&x))?;
+    let every = (nc / 30).max(1);
+    let col_fmt = |x: &SegmentValue<i32>| match x {
+        SegmentValue::CenterOf(i) if *i < cols.len() as i32 && i % every == 0 => cols[*i as usize].clone(),
+        _ => String::new(),
+    };
+    let row_fmt = |y: &SegmentValue<i32>| match y {
+        SegmentValue::CenterOf(i) if *i < rows.len() as i32 => rows[rows.len() - 1 - *i as usize].clone(),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(x_label)
+        .x_labels(nc as usize)
+        .y_labels(nr as usize)
+        .x_label_formatter(&col_fmt)
+        .y_label_formatter(&row_fmt)
+        .draw()
+        .map_err(|x| e(&x))?;
+    let mut cells = Vec::new();
+    for (r, row) in values.iter().enumerate() {
+        let y = rows.len() as i32 - 1 - r as i32;
+        for (c, &v) in row.iter().enumerate() {
+            let t = if vmax > 0.0 && v.is_finite() { (v / vmax).clamp(0.0, 1.0) } else { 0.0 };
+            let color = RGBColor(255 - (t * 75.0) as u8, 255 - (t * 255.0) as u8, 255 - (t * 255.0) as u8);
+            let c = c as i32;
+            cells.push(Rectangle::new([(SegmentValue::Exact(c), SegmentValue::Exact(y)), (SegmentValue::Exact(c + 1), SegmentValue::Exact(y + 1))], color.filled()));
+        }
+    }
+    chart.draw_series(cells).map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Horizontal bar panels side by side: one panel per metric, one bar per name.
+pub fn bars(path: &Path, names: &[String], panels: &[(&str, Vec<f64>)]) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let n = names.len().max(1) as i32;
+    let root = SVGBackend::new(path, (360 * panels.len().max(1) as u32, 90 + 30 * n as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (k, ((title, vals), area)) in panels.iter().zip(areas.iter()).enumerate() {
+        let hi = vals.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+        let hi = if hi > 0.0 { hi * 1.1 } else { 1.0 };
+        let label = |y: &SegmentValue<i32>| match y {
+            SegmentValue::CenterOf(i) if k == 0 && *i < names.len() as i32 => names[names.len() - 1 - *i as usize].clone(),
+            _ => String::new(),
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(*title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(if k == 0 { 150 } else { 10 })
+            .build_cartesian_2d(0.0..hi, (0..n - 1).into_segmented())
+            .map_err(|x| e(&x))?;
+        chart.configure_mesh().disable_y_mesh().x_labels(4).y_labels(n as usize).y_label_formatter(&label).draw().map_err(|x| e(&x))?;
+        let c = COLORS[(k + 2) % COLORS.len()];
+        chart
+            .draw_series(vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
+                let y = names.len() as i32 - 1 - i as i32;
+                let mut r = Rectangle::new([(0.0, SegmentValue::Exact(y)), (v, SegmentValue::Exact(y + 1))], c.filled());
+                r.set_margin(4, 4, 0, 0);
+                r
+            }))
+            .map_err(|x| e(&x))?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}

@@ -33,9 +33,23 @@ fn compare_runs_everyone_on_the_same_episodes_and_keeps_partial_results() {
     let r: Value = serde_json::from_str(&r).unwrap();
     assert_eq!(v["controllers"]["droop"]["metrics"]["cr"], r["metrics"]["cr"]);
     assert_eq!(v["controllers"]["droop"]["metrics"]["steps"], 480);
-    for f in ["results.json", "results.md", "envelope.svg"] {
+    for f in ["results.json", "results.md", "envelope.svg", "violations.svg", "metrics.svg"] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // Per-bus violation frequencies agree with the aggregate: a step with a violation has at least
+    // one violating bus, so max_b rate_b ≤ violation_rate ≤ Σ_b rate_b.
+    let ids = v["monitored_bus_ids"].as_array().unwrap();
+    for name in ["none", "droop"] {
+        let rates: Vec<f64> = v["controllers"][name]["bus_violation_rate"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(rates.len(), ids.len());
+        let vr = v["controllers"][name]["metrics"]["violation_rate"].as_f64().unwrap();
+        let (mx, sum) = (rates.iter().cloned().fold(0.0, f64::max), rates.iter().sum::<f64>());
+        assert!(mx <= vr + 1e-12 && vr <= sum + 1e-12, "{name}: max {mx} vr {vr} sum {sum}");
+    }
+    let none_rates = v["controllers"]["none"]["bus_violation_rate"].as_array().unwrap();
+    assert!(none_rates.iter().any(|x| x.as_f64().unwrap() > 0.0), "no control violates somewhere on mapdn33 test days");
+    let heat = std::fs::read_to_string(out.join("violations.svg")).unwrap();
+    assert!(heat.contains("<svg") && heat.contains("none") && heat.contains("droop"));
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| none |") && md.contains("| droop |") && md.contains("error:"));
     // Unknown fields and duplicate names are refused up front.
