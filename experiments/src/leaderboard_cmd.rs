@@ -1,4 +1,5 @@
-//! `voltarena leaderboard SUITE.toml [--out DIR] [--jobs N]` and `voltarena leaderboard --verify DIR`.
+//! `voltarena leaderboard SUITE.toml [--out DIR] [--jobs N]`, `voltarena leaderboard --verify DIR`, and
+//! for clusters `--emit-slurm DIR` (job array: `--entry K` per array task, then `--collect OUT`).
 //!
 //! A suite is tasks × controllers × seeds. For seed s every controller is evaluated on the same
 //! `eval_episodes` episodes of the test split (episode seeds 100·s + i, no data noise); RL entries are
@@ -6,7 +7,11 @@
 //! over seeds). Output: `leaderboard.json` (every entry with its per-seed numbers and provenance: suite
 //! hash, training-config hashes, git commit, versions, machine), `leaderboard.md` and a static
 //! `index.html`. `--verify DIR` re-runs the suite stored in `DIR/leaderboard.json` and fails naming the
-//! first entry whose numbers differ.
+//! first entry whose numbers differ. RL entries may evaluate given run directories (`runs`) instead
+//! of training; with `train` also given, a run whose config differs from the entry's is refused
+//! (config hash mismatch). Entry k of a suite is (tasks[k / n_controllers], controllers[k % n]); a
+//! Slurm array task runs one entry with the same code as a local run, so the collected leaderboard
+//! has the same numbers.
 
 use crate::{atomic, CliError};
 use serde::{Deserialize, Serialize};
@@ -32,6 +37,16 @@ pub struct Args {
     /// Re-run the suite stored in DIR/leaderboard.json and check the numbers are identical.
     #[arg(long, value_name = "DIR")]
     verify: Option<PathBuf>,
+    /// Write a Slurm job array (one entry per array task), a collect step and submit.sh into DIR;
+    /// results go to --out.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["verify", "entry", "collect"])]
+    emit_slurm: Option<PathBuf>,
+    /// Run only entry K (task × controller, all seeds) into OUT/entries/K.json (a Slurm array task).
+    #[arg(long, value_name = "K", conflicts_with_all = ["verify", "collect"])]
+    entry: Option<usize>,
+    /// Merge DIR/entries/*.json (written by --entry) into DIR/leaderboard.json, .md and index.html.
+    #[arg(long, value_name = "DIR", conflicts_with = "verify")]
+    collect: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +71,16 @@ pub struct SuiteEntry {
     pub set_by_task: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub safety: Option<SafetyConfig>,
+    /// RL: evaluate already trained run directories instead of training, per task, one per suite
+    /// seed (in the order of `seeds`), e.g. `runs = { mapdn33 = ["runs/a", "runs/b"] }`. With
+    /// `train` also given, each run's config must equal the entry's resolved config (same hash, the
+    /// run's own seed), so a leaderboard never mixes up what was trained.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<String, Vec<PathBuf>>,
+    /// RL with `runs`: which checkpoint of each run, "last" (default, as for runs the suite trains)
+    /// or "best" (best validation CR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +117,9 @@ pub struct EntryOut {
     pub summary: BTreeMap<String, Stats>,
     /// Hash of the resolved training config (RL entries).
     pub train_config_hash: Option<String>,
+    /// Reused run directories (RL entries with `runs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_dirs: Vec<String>,
 }
 
 /// FNV-1a 64-bit of a text (a stable content hash for provenance).
@@ -136,7 +164,7 @@ fn eval_controller(task: &Arc<Task>, ctl: &mut dyn Controller, safety: Option<Sa
 }
 
 /// One (task, controller, seed) job: Ok(summary), or Err((status, message)).
-fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, episodes: usize, run_dir: &Path) -> Result<(MetricsSummary, Option<String>), (String, String)> {
+fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes: usize, run_dir: &Path) -> Result<(MetricsSummary, Option<String>), (String, String)> {
     let err = |m: String| ("error".to_string(), m);
     let task = Arc::new(Task::load(task_name).map_err(|x| err(x.to_string()))?);
     match e.kind.as_str() {
@@ -155,6 +183,47 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, episodes: usize, run_dir:
                 crate::config::OfoLoadError::NotApplicable(m) => ("n/a".to_string(), m),
             })?;
             eval_controller(&task, c.as_mut(), e.safety, seed, episodes).map(|m| (m, None)).map_err(err)
+        }
+        "rl" if e.runs.contains_key(task_name) => {
+            let runs = &e.runs[task_name];
+            let run = runs.get(seed_pos).ok_or_else(|| err(format!("runs.{task_name} lists {} run directories for {} seeds", runs.len(), seed_pos + 1)))?;
+            let cfg_path = run.join("config.toml");
+            if !cfg_path.exists() {
+                return Err(err(format!("run directory {}: missing (no config.toml)", run.display())));
+            }
+            let doc = crate::config::read_toml(&cfg_path, &[]).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
+            let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| err(format!("{}: {}", cfg_path.display(), x.message())))?;
+            if cfg.task != task_name {
+                return Err(err(format!("run directory {}: trained on task '{}', not '{task_name}'", run.display(), cfg.task)));
+            }
+            let text = toml::to_string(&cfg).unwrap_or_default();
+            if let Some(path) = &e.train {
+                let mut sets = e.set.clone();
+                sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
+                sets.push(format!("task=\"{task_name}\""));
+                sets.push(format!("seed={}", cfg.seed));
+                let doc = crate::config::read_toml(path, &sets).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
+                let want: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| err(format!("{}: {}", path.display(), x.message())))?;
+                let want_text = toml::to_string(&want).unwrap_or_default();
+                if want_text != text {
+                    return Err(err(format!(
+                        "config hash mismatch: run directory {} was trained with config {} but the entry resolves {} to {}",
+                        run.display(), fnv(&text), path.display(), fnv(&want_text)
+                    )));
+                }
+            }
+            let which = e.checkpoint.as_deref().unwrap_or("last");
+            let ckpt = match which {
+                "last" => run.join("checkpoint"),
+                "best" => run.join("best"),
+                other => return Err(err(format!("checkpoint = \"{other}\": expected \"last\" or \"best\""))),
+            };
+            let mut policy = {
+                let _g = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
+                RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim()).map_err(|m| err(format!("run directory {}: {m}", run.display())))?
+            };
+            let safety = if cfg.safety.kind != voltarena_env::safety::SafetyKind::None { Some(cfg.safety) } else { e.safety };
+            eval_controller(&task, &mut policy, safety, seed, episodes).map(|m| (m, Some(fnv(&text)))).map_err(err)
         }
         "rl" => {
             let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\"".into()))?;
@@ -182,84 +251,98 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, episodes: usize, run_dir:
     }
 }
 
-/// Runs a whole suite into `out`; returns the entries (also written to disk).
-pub fn run_suite(suite: &Suite, out: &Path, jobs: usize) -> Result<Vec<EntryOut>, CliError> {
-    let mut work = Vec::new();
-    for t in &suite.tasks {
-        for (ci, _) in suite.controllers.iter().enumerate() {
-            for &s in &suite.seeds {
-                work.push((t.clone(), ci, s));
-            }
-        }
-    }
-    let total = work.len();
-    // Workers pop from the back: reverse, so jobs start in suite order.
-    let mut jobs_list: Vec<_> = work.into_iter().enumerate().collect();
-    jobs_list.reverse();
-    let queue = Arc::new(Mutex::new(jobs_list));
-    let results: Arc<Mutex<BTreeMap<usize, Result<(MetricsSummary, Option<String>), (String, String)>>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let keys: Vec<(String, usize, u64)> = {
-        let q = queue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut k: Vec<(usize, (String, usize, u64))> = q.clone();
-        k.sort_by_key(|x| x.0);
-        k.into_iter().map(|(_, k)| k).collect()
+/// Number of leaderboard entries: entry k is (tasks[k / n_controllers], controllers[k % n_controllers]).
+pub fn n_entries(suite: &Suite) -> usize {
+    suite.tasks.len() * suite.controllers.len()
+}
+
+/// Runs a suite (every entry, or only entry `only`) into `out` with `jobs` parallel workers over the
+/// (entry, seed) jobs; returns the entries in suite order.
+pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) -> Result<Vec<EntryOut>, CliError> {
+    let nc = suite.controllers.len();
+    let selected: Vec<usize> = match only {
+        Some(k) => vec![k],
+        None => (0..n_entries(suite)).collect(),
     };
-    let bar = indicatif::ProgressBar::new(total as u64);
+    // Jobs (entry, seed position) in suite order; workers pop from the back, so reverse.
+    let work: Vec<(usize, usize)> = selected.iter().flat_map(|&k| (0..suite.seeds.len()).map(move |p| (k, p))).collect();
+    let mut queue: Vec<(usize, (usize, usize))> = work.iter().copied().enumerate().collect();
+    queue.reverse();
+    let queue = Mutex::new(queue);
+    type JobResult = Result<(MetricsSummary, Option<String>), (String, String)>;
+    let results: Mutex<BTreeMap<usize, JobResult>> = Mutex::new(BTreeMap::new());
+    let bar = indicatif::ProgressBar::new(work.len() as u64);
     std::thread::scope(|sc| {
         for _ in 0..jobs.max(1) {
-            let (queue, results, bar) = (queue.clone(), results.clone(), bar.clone());
+            let (queue, results, bar) = (&queue, &results, bar.clone());
             sc.spawn(move || loop {
                 let job = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((idx, (task, ci, seed))) = job else { break };
-                let e = &suite.controllers[ci];
-                let dir = out.join("runs").join(&task).join(&e.name).join(format!("seed{seed}"));
-                let r = run_job(e, &task, seed, suite.eval_episodes, &dir);
+                let Some((idx, (k, pos))) = job else { break };
+                let (task, e, seed) = (&suite.tasks[k / nc], &suite.controllers[k % nc], suite.seeds[pos]);
+                let dir = out.join("runs").join(task).join(&e.name).join(format!("seed{seed}"));
+                let r = run_job(e, task, seed, pos, suite.eval_episodes, &dir);
                 results.lock().unwrap_or_else(|p| p.into_inner()).insert(idx, r);
                 bar.inc(1);
             });
         }
     });
     bar.finish_and_clear();
-    let results = results.lock().unwrap_or_else(|p| p.into_inner());
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut entries: Vec<EntryOut> = Vec::new();
-    for t in &suite.tasks {
-        for (ci, e) in suite.controllers.iter().enumerate() {
-            let mut out = EntryOut { task: t.clone(), controller: e.name.clone(), status: "ok".into(), message: None, seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None };
-            for (idx, key) in keys.iter().enumerate() {
-                if key.0 != *t || key.1 != ci {
-                    continue;
+    for &k in &selected {
+        let (t, e) = (&suite.tasks[k / nc], &suite.controllers[k % nc]);
+        let mut out = EntryOut {
+            task: t.clone(),
+            controller: e.name.clone(),
+            status: "ok".into(),
+            message: None,
+            seeds: suite.seeds.clone(),
+            per_seed: Vec::new(),
+            summary: BTreeMap::new(),
+            train_config_hash: None,
+            run_dirs: e.runs.get(t).map(|r| r.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default(),
+        };
+        for (idx, &(kk, _)) in work.iter().enumerate() {
+            if kk != k {
+                continue;
+            }
+            match &results[&idx] {
+                Ok((m, h)) => {
+                    out.per_seed.push(m.clone());
+                    if out.train_config_hash.is_none() {
+                        out.train_config_hash = h.clone();
+                    }
                 }
-                match &results[&idx] {
-                    Ok((m, h)) => {
-                        out.per_seed.push(m.clone());
-                        if out.train_config_hash.is_none() {
-                            out.train_config_hash = h.clone();
-                        }
-                    }
-                    Err((status, msg)) => {
-                        out.status = status.clone();
-                        out.message = Some(msg.clone());
-                    }
+                Err((status, msg)) => {
+                    out.status = status.clone();
+                    out.message = Some(msg.clone());
                 }
             }
-            if out.status == "ok" {
-                let metric = |f: &dyn Fn(&MetricsSummary) -> f64| {
-                    let mut v: Vec<f64> = out.per_seed.iter().map(f).collect();
-                    v.sort_by(f64::total_cmp);
-                    Stats { median: quantile(&v, 0.5), q25: quantile(&v, 0.25), q75: quantile(&v, 0.75) }
-                };
-                out.summary.insert("cr".into(), metric(&|m| m.cr));
-                out.summary.insert("ql".into(), metric(&|m| m.ql));
-                out.summary.insert("avv_max".into(), metric(&|m| m.avv_max));
-                out.summary.insert("violation_rate".into(), metric(&|m| m.violation_rate));
-                out.summary.insert("loss_kwh".into(), metric(&|m| m.loss_kwh));
-            } else {
-                out.per_seed.clear();
-            }
-            entries.push(out);
         }
+        if out.status == "ok" {
+            out.summary = summarize(&out.per_seed);
+        } else {
+            out.per_seed.clear();
+        }
+        entries.push(out);
     }
     Ok(entries)
+}
+
+/// Median and interquartile range over seeds of the leaderboard's metrics.
+fn summarize(per_seed: &[MetricsSummary]) -> BTreeMap<String, Stats> {
+    let metric = |f: &dyn Fn(&MetricsSummary) -> f64| {
+        let mut v: Vec<f64> = per_seed.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        Stats { median: quantile(&v, 0.5), q25: quantile(&v, 0.25), q75: quantile(&v, 0.75) }
+    };
+    let mut m = BTreeMap::new();
+    m.insert("cr".into(), metric(&|m| m.cr));
+    m.insert("ql".into(), metric(&|m| m.ql));
+    m.insert("avv_max".into(), metric(&|m| m.avv_max));
+    m.insert("violation_rate".into(), metric(&|m| m.violation_rate));
+    m.insert("loss_kwh".into(), metric(&|m| m.loss_kwh));
+    m
 }
 
 fn markdown(suite: &Suite, entries: &[EntryOut]) -> String {
@@ -324,6 +407,128 @@ fn html(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
     )
 }
 
+fn read_suite(path: &Path) -> Result<(Suite, String), CliError> {
+    let doc = crate::config::read_toml(path, &[])?;
+    let suite: Suite = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{}: {}", path.display(), e.message())))?;
+    if suite.tasks.is_empty() || suite.seeds.is_empty() || suite.controllers.is_empty() || suite.eval_episodes == 0 {
+        return Err(CliError::Input(format!("{}: needs tasks, seeds, controllers and eval_episodes ≥ 1", path.display())));
+    }
+    let mut names = std::collections::HashSet::new();
+    for c in &suite.controllers {
+        if !names.insert(&c.name) {
+            return Err(CliError::Input(format!("{}: controller name '{}' appears twice", path.display(), c.name)));
+        }
+        for t in c.runs.keys() {
+            if !suite.tasks.contains(t) {
+                return Err(CliError::Input(format!("{}: controller '{}': runs.{t}: '{t}' is not one of the suite's tasks", path.display(), c.name)));
+            }
+        }
+    }
+    for t in &suite.tasks {
+        Task::load(t).map_err(|e| CliError::Input(format!("{}: tasks: {e}", path.display())))?;
+    }
+    let text = toml::to_string(&suite).unwrap_or_default();
+    let hash = fnv(&text);
+    Ok((suite, hash))
+}
+
+fn git_commit() -> Option<String> {
+    std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Writes leaderboard.json, leaderboard.md and index.html; returns the Markdown.
+fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out: &Path, wall_seconds: f64) -> Result<String, CliError> {
+    let json = serde_json::json!({
+        "suite": suite,
+        "suite_hash": suite_hash,
+        "git_commit": git_commit(),
+        "versions": {"voltarena": env!("CARGO_PKG_VERSION"), "tch": voltarena_agents::TCH_VERSION, "libtorch": voltarena_agents::LIBTORCH_VERSION},
+        "machine": format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), std::env::consts::ARCH),
+        "created_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "wall_seconds": wall_seconds,
+        "entries": entries,
+    });
+    let md = markdown(suite, entries);
+    let w = |name: &str, bytes: &[u8]| atomic::write(&out.join(name), bytes).map_err(|e| CliError::Other(e.to_string()));
+    w("leaderboard.json", serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
+    w("leaderboard.md", md.as_bytes())?;
+    w("index.html", html(suite, entries, &md).as_bytes())?;
+    Ok(md)
+}
+
+fn fail_on_errors(entries: &[EntryOut], out: &Path) -> Result<(), CliError> {
+    let errors: Vec<String> = entries.iter().filter(|e| e.status == "error" || e.status == "missing").map(|e| format!("{} / {}: {}", e.task, e.controller, e.message.clone().unwrap_or_default())).collect();
+    if !errors.is_empty() {
+        return Err(CliError::Input(format!("{} entr{} failed (the others are in {}): {}", errors.len(), if errors.len() == 1 { "y" } else { "ies" }, out.display(), errors.join("; "))));
+    }
+    Ok(())
+}
+
+/// One entry's result as written by `--entry K` (a Slurm array task) and merged by `--collect`.
+#[derive(Serialize, Deserialize)]
+struct EntryFile {
+    suite_hash: String,
+    index: usize,
+    wall_seconds: f64,
+    entry: EntryOut,
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// `--emit-slurm DIR`: a job-array script (one leaderboard entry per array task), a collect script,
+/// and `submit.sh` that submits both with a dependency.
+fn emit_slurm(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Result<(), CliError> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let suite_copy = dir.join("suite.toml");
+    let text = std::fs::read_to_string(suite_path).map_err(|e| CliError::Input(format!("cannot read {}: {e}", suite_path.display())))?;
+    let w = |name: &str, body: &str| atomic::write(&dir.join(name), body.as_bytes()).map_err(|e| CliError::Other(e.to_string()));
+    w("suite.toml", &text)?;
+    let n = n_entries(suite);
+    let nc = suite.controllers.len();
+    let mut list = String::from("# array index\ttask\tcontroller\n");
+    for k in 0..n {
+        list.push_str(&format!("{k}\t{}\t{}\n", suite.tasks[k / nc], suite.controllers[k % nc].name));
+    }
+    w("entries.tsv", &list)?;
+    let root = abs(&std::env::current_dir().unwrap_or_default());
+    let exe = std::env::current_exe().map(|p| abs(&p)).unwrap_or_else(|_| PathBuf::from("voltarena"));
+    let (suite_abs, out_abs, logs) = (abs(&suite_copy), abs(out), abs(&dir.join("logs")));
+    let head = |name: &str| {
+        format!(
+            "#!/bin/bash\n# Generated by `voltarena leaderboard --emit-slurm` for suite '{}' ({} entries × {} seeds).\n#SBATCH --job-name=voltarena-{}-{name}\n",
+            suite.name, n, suite.seeds.len(), suite.name
+        )
+    };
+    let common = format!(
+        "set -euo pipefail\n# Relative paths in the suite (configs, run directories) are relative to the project root.\ncd {}\nVOLTARENA=${{VOLTARENA:-{}}}\n",
+        shell_quote(&root), shell_quote(&exe)
+    );
+    let array = format!(
+        "{}#SBATCH --array=0-{}\n#SBATCH --cpus-per-task=2\n#SBATCH --mem=8G\n#SBATCH --time=02:00:00\n#SBATCH --output={}/%A_%a.out\n{common}# One leaderboard entry (task × controller, all seeds) per array task; its seeds run on the\n# task's CPUs. The result lands in OUT/entries/<index>.json.\n\"$VOLTARENA\" leaderboard {} --entry \"$SLURM_ARRAY_TASK_ID\" --out {} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
+        head("entry"), n - 1, logs.display(), shell_quote(&suite_abs), shell_quote(&out_abs)
+    );
+    let collect = format!(
+        "{}#SBATCH --cpus-per-task=1\n#SBATCH --mem=2G\n#SBATCH --time=00:10:00\n#SBATCH --output={}/collect_%j.out\n{common}# Merges OUT/entries/*.json into leaderboard.json/.md and index.html (same numbers as a local run).\n\"$VOLTARENA\" leaderboard {} --collect {}\n",
+        head("collect"), logs.display(), shell_quote(&suite_abs), shell_quote(&out_abs)
+    );
+    let submit = format!(
+        "#!/bin/bash\n# Submits the entry array, then the collect step once every array task has ended (afterany:\n# failed entries are reported by the collect step, the others kept).\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\njid=$(sbatch --parsable leaderboard.sbatch)\nsbatch --dependency=afterany:\"${{jid%%;*}}\" collect.sbatch\necho \"submitted array $jid and its collect step\"\n"
+    );
+    w("leaderboard.sbatch", &array)?;
+    w("collect.sbatch", &collect)?;
+    w("submit.sh", &submit)?;
+    #[cfg(unix)]
+    for f in ["leaderboard.sbatch", "collect.sbatch", "submit.sh"] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o755));
+    }
+    println!("{n} entries; submit with: bash {}", dir.join("submit.sh").display());
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<(), CliError> {
     if let Some(dir) = &args.verify {
         let path = dir.join("leaderboard.json");
@@ -332,7 +537,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let suite: Suite = serde_json::from_value(stored["suite"].clone()).map_err(|e| CliError::Input(format!("{}: suite: {e}", path.display())))?;
         let old: Vec<EntryOut> = serde_json::from_value(stored["entries"].clone()).map_err(|e| CliError::Input(format!("{}: entries: {e}", path.display())))?;
         let tmp = std::env::temp_dir().join(format!("voltarena-verify-{}", std::process::id()));
-        let new = run_suite(&suite, &tmp, args.jobs)?;
+        let new = run_suite(&suite, &tmp, args.jobs, None)?;
         let _ = std::fs::remove_dir_all(&tmp);
         for (a, b) in old.iter().zip(&new) {
             if a.per_seed != b.per_seed || a.status != b.status {
@@ -346,38 +551,56 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Ok(());
     }
     let path = args.suite.ok_or_else(|| CliError::Input("leaderboard needs SUITE.toml or --verify DIR".into()))?;
-    let doc = crate::config::read_toml(&path, &[])?;
-    let suite: Suite = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{}: {}", path.display(), e.message())))?;
-    if suite.tasks.is_empty() || suite.seeds.is_empty() || suite.controllers.is_empty() || suite.eval_episodes == 0 {
-        return Err(CliError::Input(format!("{}: needs tasks, seeds, controllers and eval_episodes ≥ 1", path.display())));
-    }
-    for t in &suite.tasks {
-        Task::load(t).map_err(|e| CliError::Input(format!("{}: tasks: {e}", path.display())))?;
-    }
+    let (suite, suite_hash) = read_suite(&path)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("results").join(format!("leaderboard_{}", suite.name)));
+    if let Some(dir) = &args.emit_slurm {
+        return emit_slurm(&path, &suite, dir, &out);
+    }
+    if let Some(cdir) = &args.collect {
+        // Merge the per-entry files of a (Slurm) run.
+        let mut entries = Vec::new();
+        let mut wall = 0.0;
+        let nc = suite.controllers.len();
+        for k in 0..n_entries(&suite) {
+            let f = cdir.join("entries").join(format!("{k}.json"));
+            let (t, c) = (&suite.tasks[k / nc], &suite.controllers[k % nc].name);
+            let missing = |m: String| EntryOut { task: t.clone(), controller: c.clone(), status: "missing".into(), message: Some(m), seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None, run_dirs: Vec::new() };
+            let entry = match std::fs::read_to_string(&f) {
+                Err(e) => missing(format!("{}: {e} (array task {k} did not finish)", f.display())),
+                Ok(text) => match serde_json::from_str::<EntryFile>(&text) {
+                    Err(e) => missing(format!("{}: {e}", f.display())),
+                    Ok(ef) if ef.suite_hash != suite_hash || ef.index != k => missing(format!("{}: written for another suite (hash {}, entry {}) than {} (hash {suite_hash}, entry {k})", f.display(), ef.suite_hash, ef.index, path.display())),
+                    Ok(ef) => {
+                        wall += ef.wall_seconds;
+                        ef.entry
+                    }
+                },
+            };
+            entries.push(entry);
+        }
+        let md = write_outputs(&suite, &suite_hash, &entries, cdir, wall)?;
+        print!("{md}");
+        println!("\ncollected {} entries into {}", entries.len(), cdir.display());
+        return fail_on_errors(&entries, cdir);
+    }
     std::fs::create_dir_all(&out).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out.display())))?;
     let t0 = std::time::Instant::now();
-    let entries = run_suite(&suite, &out, args.jobs)?;
-    let suite_text = toml::to_string(&suite).unwrap_or_default();
-    let json = serde_json::json!({
-        "suite": suite,
-        "suite_hash": fnv(&suite_text),
-        "git_commit": std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        "versions": {"voltarena": env!("CARGO_PKG_VERSION"), "tch": voltarena_agents::TCH_VERSION, "libtorch": voltarena_agents::LIBTORCH_VERSION},
-        "machine": format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), std::env::consts::ARCH),
-        "created_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "wall_seconds": t0.elapsed().as_secs_f64(),
-        "entries": entries,
-    });
-    let md = markdown(&suite, &entries);
-    atomic::write(&out.join("leaderboard.json"), serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
-    atomic::write(&out.join("leaderboard.md"), md.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
-    atomic::write(&out.join("index.html"), html(&suite, &entries, &md).as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    if let Some(k) = args.entry {
+        let n = n_entries(&suite);
+        if k >= n {
+            return Err(CliError::Input(format!("--entry {k}: the suite {} has entries 0..{}", path.display(), n - 1)));
+        }
+        let entry = run_suite(&suite, &out, args.jobs, Some(k))?.remove(0);
+        let f = out.join("entries").join(format!("{k}.json"));
+        std::fs::create_dir_all(out.join("entries")).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out.display())))?;
+        let ef = EntryFile { suite_hash, index: k, wall_seconds: t0.elapsed().as_secs_f64(), entry };
+        atomic::write(&f, serde_json::to_string_pretty(&ef).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+        println!("entry {k} ({} / {}): {} → {}", ef.entry.task, ef.entry.controller, ef.entry.status, f.display());
+        return fail_on_errors(std::slice::from_ref(&ef.entry), &out);
+    }
+    let entries = run_suite(&suite, &out, args.jobs, None)?;
+    let md = write_outputs(&suite, &suite_hash, &entries, &out, t0.elapsed().as_secs_f64())?;
     print!("{md}");
     println!("\nwritten to {} in {:.1} s", out.display(), t0.elapsed().as_secs_f64());
-    let errors: Vec<String> = entries.iter().filter(|e| e.status == "error").map(|e| format!("{} / {}: {}", e.task, e.controller, e.message.clone().unwrap_or_default())).collect();
-    if !errors.is_empty() {
-        return Err(CliError::Input(format!("{} entr{} failed (the others are in {}): {}", errors.len(), if errors.len() == 1 { "y" } else { "ies" }, out.display(), errors.join("; "))));
-    }
-    Ok(())
+    fail_on_errors(&entries, &out)
 }

@@ -100,3 +100,92 @@ fn broken_entries_are_reported_and_the_rest_kept() {
     assert_eq!(code, 2);
     assert!(err.contains("/no/such/dir"), "{err}");
 }
+
+const SMALL: &str = r#"
+name = "small"
+tasks = ["mapdn33"]
+seeds = [1, 2]
+eval_episodes = 1
+
+[[controllers]]
+name = "none"
+kind = "none"
+
+[[controllers]]
+name = "droop"
+kind = "droop"
+
+[[controllers]]
+name = "matd3"
+kind = "rl"
+train = "../configs/matd3_mapdn33.toml"
+set = ["total_steps=200", "learning_starts=100", "eval_every=0", "checkpoint_every=0", "matd3.batch_size=32"]
+"#;
+
+#[test]
+fn slurm_array_entries_collect_to_the_local_numbers_and_run_dirs_are_reused() {
+    let dir = std::env::temp_dir().join(format!("va-lb-slurm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("suite.toml");
+    std::fs::write(&suite, SMALL).unwrap();
+    let local = dir.join("local");
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", local.to_str().unwrap(), "--jobs", "2"]);
+    assert_eq!(code, 0, "{err}");
+    // Emission: an array over the 3 entries, a collect step, a submit script.
+    let (slurm, cluster) = (dir.join("slurm"), dir.join("cluster"));
+    let (code, out, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--emit-slurm", slurm.to_str().unwrap(), "--out", cluster.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 entries"), "{out}");
+    let array = std::fs::read_to_string(slurm.join("leaderboard.sbatch")).unwrap();
+    assert!(array.starts_with("#!/bin/bash") && array.contains("#SBATCH --array=0-2") && array.contains("--entry \"$SLURM_ARRAY_TASK_ID\""), "{array}");
+    let collect = std::fs::read_to_string(slurm.join("collect.sbatch")).unwrap();
+    assert!(collect.contains("--collect"), "{collect}");
+    let submit = std::fs::read_to_string(slurm.join("submit.sh")).unwrap();
+    assert!(submit.contains("--dependency=afterany"), "{submit}");
+    // What the array tasks run, in reverse order (tasks finish in any order), then collect.
+    let copy = slurm.join("suite.toml");
+    for k in ["2", "1", "0"] {
+        let (code, _, err) = voltarena(&["leaderboard", copy.to_str().unwrap(), "--entry", k, "--out", cluster.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = voltarena(&["leaderboard", copy.to_str().unwrap(), "--collect", cluster.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let read = |p: &std::path::Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p.join("leaderboard.json")).unwrap()).unwrap() };
+    let (mut a, mut b) = (read(&local), read(&cluster));
+    strip(&mut a);
+    strip(&mut b);
+    assert_eq!(a, b, "collected Slurm entries must equal the local run");
+    // A missing array result is reported by name; the others are kept.
+    std::fs::remove_file(cluster.join("entries").join("1.json")).unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", copy.to_str().unwrap(), "--collect", cluster.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("mapdn33 / droop") && err.contains("1.json"), "{err}");
+    assert_eq!(read(&cluster)["entries"][0]["status"], "ok");
+
+    // Reusing the locally trained run directories gives the same numbers without training.
+    let run = |s: u32| local.join("runs/mapdn33/matd3").join(format!("seed{s}")).display().to_string();
+    let reuse = format!(
+        "{SMALL}\n[[controllers]]\nname = \"matd3 (reused)\"\nkind = \"rl\"\ntrain = \"../configs/matd3_mapdn33.toml\"\nset = [\"total_steps=200\", \"learning_starts=100\", \"eval_every=0\", \"checkpoint_every=0\", \"matd3.batch_size=32\"]\nruns = {{ mapdn33 = [\"{}\", \"{}\"] }}\n",
+        run(1),
+        run(2)
+    );
+    std::fs::write(&suite, &reuse).unwrap();
+    let re = dir.join("reuse");
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", re.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v = read(&re);
+    assert_eq!(v["entries"][3]["per_seed"], v["entries"][2]["per_seed"]);
+    assert_eq!(v["entries"][3]["train_config_hash"], v["entries"][2]["train_config_hash"]);
+    assert_eq!(v["entries"][3]["run_dirs"][0], run(1));
+    // A run trained with another config is refused (hash mismatch); a missing run directory too.
+    std::fs::write(&suite, reuse.replace("\"matd3.batch_size=32\"]\nruns", "\"matd3.batch_size=64\"]\nruns")).unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", re.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("matd3 (reused)") && err.contains("config hash mismatch"), "{err}");
+    assert_eq!(read(&re)["entries"][2]["status"], "ok", "partial results kept");
+    std::fs::write(&suite, reuse.replace(&run(2), "/no/such/run")).unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", re.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/run") && err.contains("missing"), "{err}");
+}
