@@ -2,6 +2,7 @@
 //! `VoltageEnv::step` (AC and LinDistFlow) and the power-flow solves.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use voltarena_env::safety::{SafetyConfig, SafetyKind, SafetyLayer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use voltarena_env::task::Backend;
@@ -43,6 +44,32 @@ fn env_steps_and_radial_solves_do_not_allocate() {
             }
             let n = ALLOCS.load(Ordering::Relaxed) - before;
             assert_eq!(n, 0, "{name} {backend:?}: {n} allocations in 100 steps");
+        }
+        // The safety layers: after one pass sizes their buffers, filtering the same steps again
+        // allocates nothing, infeasible steps (slack) included; only the rare interior-point
+        // fallback may.
+        for kind in [SafetyKind::Projection, SafetyKind::Cbf] {
+            let mut env = VoltageEnv::new(task.clone()).unwrap();
+            let mut layer = SafetyLayer::new(&task, SafetyConfig { kind, ..Default::default() }).unwrap();
+            let n = env.n_agents();
+            let props: Vec<Vec<f64>> = (0..40).map(|j| (0..n).map(|k| (((k * 7 + j * 3) % 11) as f64 / 5.0) - 1.0).collect()).collect();
+            let mut out = vec![0.0; n];
+            let mut allocs = 0;
+            let mut fallbacks = 0;
+            for pass in 0..2 {
+                env.reset(1, &ResetOptions { split: Split::Test, ..Default::default() }).unwrap();
+                for p in &props {
+                    let (before, fb) = (ALLOCS.load(Ordering::Relaxed), layer.fallbacks);
+                    layer.filter(&env, p, &mut out);
+                    if pass == 1 && layer.fallbacks == fb {
+                        allocs += ALLOCS.load(Ordering::Relaxed) - before;
+                    }
+                    fallbacks += (pass == 1 && layer.fallbacks > fb) as usize;
+                    env.step(&out).unwrap();
+                }
+            }
+            assert_eq!(allocs, 0, "{name} {kind:?}: {allocs} allocations in 40 filtered steps");
+            assert!(fallbacks <= 2, "{name} {kind:?}: {fallbacks} of 40 steps needed the interior-point fallback");
         }
         let mut solver = AcSolver::new(&task.network, AcOptions::default()).unwrap();
         let mut sol = Solution::new(task.network.n_bus());

@@ -79,6 +79,11 @@ struct Metrics {
     safety_mean_correction: f64,
     /// Steps where the layer could not meet every linearised constraint.
     safety_infeasible: usize,
+    /// QPs the layer's fast dual active-set method left to the interior-point solver.
+    safety_fallbacks: usize,
+    /// Mean and largest wall time of one filtering (µs).
+    safety_us_mean: f64,
+    safety_us_max: f64,
 }
 
 #[derive(Serialize)]
@@ -126,6 +131,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let mut actions = vec![0.0; env.n_agents()];
     let mut steps = 0;
     let mut episodes = 0;
+    let (mut filter_s, mut filter_max) = (0.0f64, 0.0f64);
     let t0 = Instant::now();
     while steps < total_steps {
         let seed = args.seed.wrapping_add(episodes as u64);
@@ -134,7 +140,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         episodes += 1;
         loop {
             controller.act(&env, &mut proposed);
+            let tf = Instant::now();
             layer.filter(&env, &proposed, &mut actions);
+            let dt = tf.elapsed().as_secs_f64();
+            (filter_s, filter_max) = (filter_s + dt, filter_max.max(dt));
             let s = env.step(&actions).map_err(|e| CliError::Other(e.to_string()))?;
             steps += 1;
             if s.terminated || s.truncated || steps >= total_steps {
@@ -162,6 +171,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             safety_intervention_rate: layer.interventions as f64 / steps.max(1) as f64,
             safety_mean_correction: layer.correction_sum / steps.max(1) as f64,
             safety_infeasible: layer.infeasible,
+            safety_fallbacks: layer.fallbacks,
+            safety_us_mean: 1e6 * filter_s / steps.max(1) as f64,
+            safety_us_max: 1e6 * filter_max,
         },
         task: task.spec.name.clone(),
         controller: controller.name().to_string(),
@@ -182,8 +194,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         println!("  |q| (kvarh)     {:.2}", m.q_kvarh);
         println!("  divergences     {}", m.divergences);
         if safety_kind != voltarena_env::safety::SafetyKind::None {
-            println!("  safety          {:?}: intervened in {:.1} % of steps, mean correction {:.3}, {} infeasible", safety_kind,
-                100.0 * out.metrics.safety_intervention_rate, out.metrics.safety_mean_correction, out.metrics.safety_infeasible);
+            println!("  safety          {:?}: intervened in {:.1} % of steps, mean correction {:.3}, {} infeasible, {} interior-point fallbacks; {:.1} µs per step (max {:.0})", safety_kind,
+                100.0 * out.metrics.safety_intervention_rate, out.metrics.safety_mean_correction, out.metrics.safety_infeasible, out.metrics.safety_fallbacks, out.metrics.safety_us_mean, out.metrics.safety_us_max);
         }
         println!("  speed           {:.0} steps/s ({:.3} s)", out.steps_per_second, wall);
     }
