@@ -100,6 +100,11 @@ impl ReplayBuffer {
 
     /// A uniform minibatch of `b` transitions (with replacement).
     pub fn sample(&mut self, b: usize, rng: &mut ChaCha8Rng) -> Batch {
+        self.sample_normalized(b, rng, &crate::normalize::Normalizer::default())
+    }
+
+    /// A uniform minibatch, normalised with the current statistics of `norm`.
+    pub fn sample_normalized(&mut self, b: usize, rng: &mut ChaCha8Rng, norm: &crate::normalize::Normalizer) -> Batch {
         let (o, s, a) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
         for v in [&mut self.s_obs, &mut self.s_state, &mut self.s_actions, &mut self.s_reward, &mut self.s_next_obs, &mut self.s_next_state, &mut self.s_done] {
             v.clear();
@@ -114,6 +119,11 @@ impl ReplayBuffer {
             self.s_next_state.extend_from_slice(&self.next_state[i * s..(i + 1) * s]);
             self.s_done.push(self.done[i]);
         }
+        norm.obs(&mut self.s_obs);
+        norm.obs(&mut self.s_next_obs);
+        norm.state(&mut self.s_state);
+        norm.state(&mut self.s_next_state);
+        norm.reward(&mut self.s_reward);
         let (bi, ai, oi, si) = (b as i64, a as i64, self.obs_dim as i64, s as i64);
         Batch {
             obs: Tensor::from_slice(&self.s_obs).view([bi, ai, oi]),

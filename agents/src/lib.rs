@@ -4,12 +4,13 @@
 //!
 //! Each algorithm is one readable file (`maddpg.rs`, `matd3.rs`) with its hyperparameters in one
 //! struct; `nets.rs` holds the shared actor and critic, `buffer.rs` the replay buffer,
-//! `train.rs` the training loop and evaluation, `policy.rs` a trained policy as a `Controller`.
+//! `normalize.rs` optional running normalisation, `train.rs` the training loop and evaluation, `policy.rs` a trained policy as a `Controller`.
 
 pub mod buffer;
 pub mod maddpg;
 pub mod matd3;
 pub mod nets;
+pub mod normalize;
 pub mod policy;
 pub mod train;
 

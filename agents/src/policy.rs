@@ -11,6 +11,9 @@ pub struct RlPolicy {
     name: String,
     safety: Option<voltarena_env::safety::SafetyLayer>,
     proposed: Vec<f64>,
+    /// Frozen observation normalisation of the run (identity if it had none).
+    norm: crate::normalize::Normalizer,
+    obs: Vec<f32>,
 }
 
 impl RlPolicy {
@@ -18,11 +21,15 @@ impl RlPolicy {
     pub fn load(cfg: &TrainConfig, checkpoint: &Path, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<RlPolicy, String> {
         let mut learner = Learner::new(cfg, n_agents, obs_dim, state_dim).map_err(|e| e.to_string())?;
         learner.load(checkpoint, 0).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+        let norm = crate::normalize::Normalizer::load(checkpoint)?;
+        if (cfg.normalize_obs || cfg.normalize_reward) && norm.is_identity() {
+            return Err(format!("{}: the run normalises its inputs but normalizer.json is missing", checkpoint.display()));
+        }
         let name = match cfg.algorithm {
             crate::train::Algorithm::Matd3 => "matd3",
             crate::train::Algorithm::Maddpg => "maddpg",
         };
-        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents] })
+        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new() })
     }
 
     /// Puts the run's safety layer between the actor and the grid.
@@ -39,10 +46,13 @@ impl Controller for RlPolicy {
         &self.name
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
+        self.obs.clear();
+        self.obs.extend_from_slice(env.observations());
+        self.norm.obs(&mut self.obs);
         match &mut self.safety {
-            None => self.learner.act(env.observations(), self.n_agents, actions),
+            None => self.learner.act(&self.obs, self.n_agents, actions),
             Some(layer) => {
-                self.learner.act(env.observations(), self.n_agents, &mut self.proposed);
+                self.learner.act(&self.obs, self.n_agents, &mut self.proposed);
                 layer.filter(env, &self.proposed, actions);
             }
         }

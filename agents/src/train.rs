@@ -3,6 +3,7 @@
 //! (one intra-op thread, seeded environment, exploration, sampling and network initialisation).
 
 use crate::buffer::ReplayBuffer;
+use crate::normalize::Normalizer;
 use crate::maddpg::{Maddpg, MaddpgConfig};
 use crate::matd3::{Matd3, Matd3Config, UpdateInfo};
 use rand::SeedableRng;
@@ -64,6 +65,14 @@ pub struct TrainConfig {
     /// `[safety] kind = "projection" | "cbf"` (docs/SAFETY.md).
     #[serde(default)]
     pub safety: voltarena_env::safety::SafetyConfig,
+    /// Running normalisation of observations and global states (actor and critic inputs), and
+    /// reward scaling by the running std of the discounted return (`normalize.rs`); saved with
+    /// checkpoints and frozen in evaluation. Off by default (clean-mode observations are already
+    /// scaled by the task).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub normalize_obs: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub normalize_reward: bool,
     /// What the replay buffer stores when a safety layer is on: the action the layer applied
     /// (`true`, default) or the policy's proposal (`false`).
     #[serde(default = "yes")]
@@ -83,6 +92,11 @@ fn one() -> usize {
 }
 fn yes() -> bool {
     true
+}
+/// Options added after runs were published are left out of the resolved config when off, so the
+/// config hashes of earlier runs stay valid.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn d_learning_starts() -> usize {
     2000
@@ -132,6 +146,12 @@ impl Learner {
         match self {
             Learner::Matd3(l) => l.update(b),
             Learner::Maddpg(l) => l.update(b),
+        }
+    }
+    pub fn gamma(&self) -> f64 {
+        match self {
+            Learner::Matd3(l) => l.cfg.gamma,
+            Learner::Maddpg(l) => l.cfg.gamma,
         }
     }
     pub fn batch_size(&self) -> usize {
@@ -208,8 +228,11 @@ pub struct Trainer {
     pub safety_interventions: usize,
     pub safety_infeasible: usize,
     proposed: Vec<f64>,
+    /// Running normalisation (identity unless `normalize_obs` / `normalize_reward`).
+    pub norm: Normalizer,
     // scratch
     obs: Vec<f32>,
+    obs_n: Vec<f32>,
     state: Vec<f32>,
     actions: Vec<f64>,
     actions_f32: Vec<f32>,
@@ -241,6 +264,7 @@ impl Trainer {
         let env = VoltageEnv::new(task.clone())?;
         let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
         let learner = Learner::new(&cfg, n, od, sd)?;
+        let norm = Normalizer::new(cfg.normalize_obs, cfg.normalize_reward, od, sd, learner.gamma());
         let safety = voltarena_env::safety::SafetyLayer::new(&task, cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
         Ok(Trainer {
             safety,
@@ -251,6 +275,8 @@ impl Trainer {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE8_9107_A710),
             progress: Progress { step: 0, episode: 0, updates: 0 },
             obs: vec![0.0; n * od],
+            obs_n: vec![0.0; n * od],
+            norm,
             state: vec![0.0; sd],
             actions: vec![0.0; n],
             actions_f32: vec![0.0; n],
@@ -268,6 +294,9 @@ impl Trainer {
         let text = std::fs::read_to_string(dir.join("progress.json")).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
         let p: Progress = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
         self.learner.load(dir, p.updates).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        if !self.norm.is_identity() {
+            self.norm = Normalizer::load(dir).map_err(TrainError::Checkpoint)?;
+        }
         self.progress = p;
         // Re-derive the random streams from the seed and the position, so that a resumed run is
         // itself reproducible.
@@ -279,6 +308,9 @@ impl Trainer {
     /// Writes networks and progress into `dir` (the caller makes the swap atomic).
     pub fn save(&self, dir: &Path) -> Result<(), String> {
         self.learner.save(dir).map_err(|e| e.to_string())?;
+        if !self.norm.is_identity() {
+            self.norm.save(dir)?;
+        }
         let p = serde_json::to_string(&self.progress).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("progress.json"), p).map_err(|e| e.to_string())
     }
@@ -300,13 +332,16 @@ impl Trainer {
             loop {
                 self.obs.copy_from_slice(self.env.observations());
                 self.state.copy_from_slice(self.env.state());
+                self.norm.observe(&self.obs, &self.state);
                 let step = self.progress.step;
                 if step < self.cfg.learning_starts {
                     for a in self.actions.iter_mut() {
                         *a = rand::RngExt::random_range(&mut self.rng, -1.0..=1.0);
                     }
                 } else {
-                    self.learner.act(&self.obs, n, &mut self.actions);
+                    self.obs_n.copy_from_slice(&self.obs);
+                    self.norm.obs(&mut self.obs_n);
+                    self.learner.act(&self.obs_n, n, &mut self.actions);
                     let sigma = self.sigma(step);
                     for a in self.actions.iter_mut() {
                         *a = (*a + sigma * normal.sample(&mut self.rng)).clamp(-1.0, 1.0);
@@ -319,6 +354,7 @@ impl Trainer {
                 self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
                 ret += s.reward;
+                self.norm.observe_reward(s.reward, s.terminated || s.truncated);
                 let stored = if self.cfg.store_filtered_action { &self.actions } else { &self.proposed };
                 for (f, a) in self.actions_f32.iter_mut().zip(stored) {
                     *f = *a as f32;
@@ -329,7 +365,7 @@ impl Trainer {
                 let step = self.progress.step;
                 if step >= self.cfg.learning_starts && step % self.cfg.update_every == 0 && self.buffer.len() >= self.learner.batch_size() {
                     for _ in 0..self.cfg.updates_per_round {
-                        let b = self.buffer.sample(self.learner.batch_size(), &mut self.rng);
+                        let b = self.buffer.sample_normalized(self.learner.batch_size(), &mut self.rng, &self.norm);
                         let info = self.learner.update(&b);
                         self.progress.updates = self.learner.updates();
                         log.update(step, &info);
@@ -358,7 +394,7 @@ impl Trainer {
     /// (seeds `seed_base + i`, the same episodes every time).
     pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
-        let mut greedy = Greedy { learner: &mut self.learner };
+        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, obs: Vec::new() };
         let mut env = VoltageEnv::new(self.task.clone())?;
         let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
         let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
@@ -369,6 +405,8 @@ impl Trainer {
 /// The learner's deterministic actor as a [`Controller`] (borrowed, for evaluation during training).
 struct Greedy<'a> {
     learner: &'a mut Learner,
+    norm: &'a Normalizer,
+    obs: Vec<f32>,
 }
 
 impl Controller for Greedy<'_> {
@@ -376,7 +414,10 @@ impl Controller for Greedy<'_> {
         "greedy"
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
-        self.learner.act(env.observations(), env.n_agents(), actions);
+        self.obs.clear();
+        self.obs.extend_from_slice(env.observations());
+        self.norm.obs(&mut self.obs);
+        self.learner.act(&self.obs, env.n_agents(), actions);
     }
 }
 

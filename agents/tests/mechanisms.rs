@@ -208,3 +208,67 @@ fn a_safety_layer_acts_during_training_and_evaluation() {
     let (_, with) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
     assert!(with.cr >= 0.0 && with.steps == 240);
 }
+
+#[test]
+fn running_normalisation_matches_direct_statistics() {
+    use voltarena_agents::normalize::{Normalizer, RunningNorm};
+    // Rows of 2 features; the running mean/variance equal the two-pass ones.
+    let rows: Vec<[f32; 2]> = (0..200).map(|i| [(i as f32 * 0.7).sin() * 3.0 + 5.0, (i % 7) as f32 - 1.0]).collect();
+    let mut n = RunningNorm::new(2);
+    for r in &rows {
+        n.update(r);
+    }
+    for j in 0..2 {
+        let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / 200.0;
+        let var = rows.iter().map(|r| (r[j] as f64 - mean).powi(2)).sum::<f64>() / 200.0;
+        assert!((n.mean[j] - mean).abs() < 1e-9 && (n.std(j) - var.sqrt()).abs() < 1e-9);
+    }
+    let mut x = [rows[3][0], rows[3][1]];
+    n.apply(&mut x);
+    assert!((x[0] as f64 - (rows[3][0] as f64 - n.mean[0]) / n.std(0)).abs() < 1e-5);
+    // Off = identity; reward scaling keeps the sign.
+    let mut r = [-2.0f32, 3.0];
+    Normalizer::default().reward(&mut r);
+    assert_eq!(r, [-2.0, 3.0]);
+    let mut on = Normalizer::new(false, true, 2, 2, 0.99);
+    for i in 0..100 {
+        on.observe_reward(-1.0 - (i % 3) as f64, i % 20 == 19);
+    }
+    on.reward(&mut r);
+    assert!(r[0] < 0.0 && r[1] > 0.0 && r[0] != -2.0);
+}
+
+#[test]
+fn a_normalised_run_checkpoints_its_statistics_and_deploys_with_them() {
+    let _guard = torch_lock();
+    let text = "task = \"mapdn33\"\nalgorithm = \"matd3\"\nseed = 4\ntotal_steps = 400\nlearning_starts = 200\n\
+                eval_every = 0\ncheckpoint_every = 0\nnormalize_obs = true\nnormalize_reward = true\n[matd3]\nbatch_size = 32\n";
+    let cfg: TrainConfig = toml::from_str(text).unwrap();
+    let mut t = Trainer::new(cfg.clone()).unwrap();
+    t.run(&mut Record(Vec::new())).unwrap();
+    let stats = t.norm.obs.clone().unwrap();
+    assert_eq!(stats.count, (400 * 6) as f64, "one row per agent per step");
+    let dir = std::env::temp_dir().join(format!("va-norm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    t.save(&dir).unwrap();
+    // The deployed policy acts as the trainer's greedy policy does (same normalised inputs).
+    use voltarena_env::Controller;
+    let task = t.task.clone();
+    let mut policy = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
+    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut policy, voltarena_env::Split::Test, 1, 0).unwrap();
+    assert_eq!(via_trainer, via_policy);
+    let mut env = voltarena_env::VoltageEnv::new(task.clone()).unwrap();
+    env.reset(0, &voltarena_env::ResetOptions::default()).unwrap();
+    let mut a = vec![0.0; task.n_agents()];
+    policy.act(&env, &mut a);
+    // Without its statistics the policy would act differently.
+    std::fs::remove_file(dir.join("normalizer.json")).unwrap();
+    let err = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).err().unwrap();
+    assert!(err.contains("normalizer.json"), "{err}");
+    // A resumed trainer restores them.
+    t.save(&dir).unwrap();
+    let mut r = Trainer::new(cfg).unwrap();
+    r.resume(&dir).unwrap();
+    assert_eq!(r.norm.obs.as_ref().unwrap(), &stats);
+}

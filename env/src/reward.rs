@@ -20,6 +20,10 @@ pub enum Barrier {
     Bump,
     /// max(0, v − v_max)² + max(0, v_min − v)²
     CourantBeltrami,
+    /// max(0, |v − 1| − 0.02) + 10·(max(0, v − v_max) + max(0, v_min − v)): no incentive inside
+    /// droop's dead band (0.98–1.02 pu), a linear pull outside it, and a 10× steeper wall beyond the
+    /// limits — so reactive power is only worth spending where voltages approach the limits.
+    DeadBand,
 }
 
 impl Barrier {
@@ -53,6 +57,7 @@ impl Barrier {
                 let lo = (v_min - v).max(0.0);
                 hi * hi + lo * lo
             }
+            Barrier::DeadBand => (d.abs() - 0.02).max(0.0) + 10.0 * ((v - v_max).max(0.0) + (v_min - v).max(0.0)),
         }
     }
 }
@@ -66,7 +71,8 @@ impl std::str::FromStr for Barrier {
             "bowl" => Ok(Barrier::Bowl),
             "bump" => Ok(Barrier::Bump),
             "courant_beltrami" => Ok(Barrier::CourantBeltrami),
-            _ => Err(format!("unknown barrier '{s}'; expected l1, l2, bowl, bump or courant_beltrami")),
+            "dead_band" => Ok(Barrier::DeadBand),
+            _ => Err(format!("unknown barrier '{s}'; expected l1, l2, bowl, bump, courant_beltrami or dead_band")),
         }
     }
 }

@@ -66,6 +66,14 @@ fn barriers_match_mapdns_reference_values() {
 }
 
 #[test]
+fn dead_band_barrier_by_hand() {
+    for (v, e) in [(0.90, 0.08 + 0.5), (0.95, 0.03), (0.97, 0.01), (0.99, 0.0), (1.0, 0.0), (1.02, 0.0), (1.03, 0.01), (1.05, 0.03), (1.06, 0.04 + 0.1)] {
+        let got = Barrier::DeadBand.value(v, 0.95, 1.05);
+        assert!((got - e).abs() < 1e-12, "dead_band({v}) = {got}, expected {e}");
+    }
+}
+
+#[test]
 fn reward_equals_a_hand_computation() {
     let t = task("mapdn33");
     let mut env = VoltageEnv::new(t.clone()).unwrap();
