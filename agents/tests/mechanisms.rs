@@ -272,3 +272,22 @@ fn a_normalised_run_checkpoints_its_statistics_and_deploys_with_them() {
     r.resume(&dir).unwrap();
     assert_eq!(r.norm.obs.as_ref().unwrap(), &stats);
 }
+
+#[test]
+fn every_shipped_training_config_parses_and_names_a_task() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        if text.lines().any(|l| l.starts_with("algorithm")) {
+            let cfg: TrainConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            voltarena_env::Task::load(&cfg.task).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 9, "{n} training configs");
+}
