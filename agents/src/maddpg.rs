@@ -21,6 +21,10 @@ use tch::{Device, Kind, Tensor};
 #[serde(deny_unknown_fields, default)]
 pub struct MaddpgConfig {
     pub actor_hidden: usize,
+    /// Recurrent (GRU) shared actor, as MAPDN's agents; its hidden state rides in the replay
+    /// buffer next to the observation (stored state, no back-propagation through time).
+    #[serde(skip_serializing_if = "crate::nets::is_false")]
+    pub actor_gru: bool,
     pub critic_hidden: usize,
     pub actor_lr: f64,
     pub critic_lr: f64,
@@ -35,7 +39,7 @@ pub struct MaddpgConfig {
 
 impl Default for MaddpgConfig {
     fn default() -> Self {
-        MaddpgConfig { actor_hidden: 64, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0, critic: CriticKind::Centralized }
+        MaddpgConfig { actor_hidden: 64, actor_gru: false, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0, critic: CriticKind::Centralized }
     }
 }
 
@@ -58,11 +62,14 @@ impl Maddpg {
     pub fn new(cfg: MaddpgConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Maddpg, tch::TchError> {
         let dev = Device::Cpu;
         let actor_vs = nn::VarStore::new(dev);
-        let actor = Actor::new(&actor_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };
+        let actor = mk(&actor_vs.root());
         let mut actor_target_vs = nn::VarStore::new(dev);
-        let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let actor_target = mk(&actor_target_vs.root());
         actor_target_vs.copy(&actor_vs)?;
-        let (ci, ca) = cfg.critic.dims(n_agents, obs_dim, state_dim);
+        // Batches carry [o ‖ h] for the recurrent actor (a local critic sees the same row).
+        let obs_in = obs_dim + actor.hidden_dim();
+        let (ci, ca) = cfg.critic.dims(n_agents, obs_in, state_dim);
         let critic_vs = nn::VarStore::new(dev);
         let critic = Critic::new(&(critic_vs.root() / "q"), ci, ca, cfg.critic_hidden);
         let mut critic_target_vs = nn::VarStore::new(dev);
@@ -73,13 +80,29 @@ impl Maddpg {
         Ok(Maddpg { cfg, actor_vs, actor, actor_target_vs, actor_target, critic_vs, critic, critic_target_vs, critic_target, actor_opt, critic_opt, updates: 0 })
     }
 
+    /// Deterministic actions (see `Matd3::act`: with the recurrent actor the input rows are
+    /// [o ‖ h] and the next hidden state goes to `h_next`).
     pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        self.act_hidden(obs, n_agents, out, &mut [])
+    }
+
+    /// [`Self::act`] that also returns the recurrent actor's next hidden state.
+    pub fn act_hidden(&self, obs: &[f32], n_agents: usize, out: &mut [f64], h_next: &mut [f32]) {
         tch::no_grad(|| {
-            let a = self.actor.forward(&Tensor::from_slice(obs).view([1, n_agents as i64, -1])).view([-1]);
+            let (a, h) = self.actor.forward_hidden(&Tensor::from_slice(obs).view([1, n_agents as i64, -1]));
+            let a = a.view([-1]);
             for (k, x) in out.iter_mut().enumerate() {
                 *x = a.double_value(&[k as i64]);
             }
+            if !h_next.is_empty() {
+                h.view([-1]).copy_data(h_next, h_next.len());
+            }
         });
+    }
+
+    /// Width of the actor's recurrent state (0: feed-forward).
+    pub fn hidden_dim(&self) -> usize {
+        self.actor.hidden_dim()
     }
 
     pub fn update(&mut self, b: &Batch) -> UpdateInfo {

@@ -22,6 +22,10 @@ use tch::{Device, Kind, Tensor};
 #[serde(deny_unknown_fields, default)]
 pub struct Matd3Config {
     pub actor_hidden: usize,
+    /// Recurrent (GRU) shared actor, as MAPDN's agents; its hidden state rides in the replay
+    /// buffer next to the observation (stored state, no back-propagation through time).
+    #[serde(skip_serializing_if = "crate::nets::is_false")]
+    pub actor_gru: bool,
     pub critic_hidden: usize,
     pub actor_lr: f64,
     pub critic_lr: f64,
@@ -47,6 +51,7 @@ impl Default for Matd3Config {
     fn default() -> Self {
         Matd3Config {
             actor_hidden: 64,
+            actor_gru: false,
             critic_hidden: 128,
             actor_lr: 1e-3,
             critic_lr: 1e-3,
@@ -99,11 +104,14 @@ impl Matd3 {
     pub fn new(cfg: Matd3Config, n_agents: usize, obs_dim: usize, state_dim: usize, seed: u64) -> Result<Matd3, tch::TchError> {
         let dev = Device::Cpu;
         let actor_vs = nn::VarStore::new(dev);
-        let actor = Actor::new(&actor_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };
+        let actor = mk(&actor_vs.root());
         let mut actor_target_vs = nn::VarStore::new(dev);
-        let actor_target = Actor::new(&actor_target_vs.root(), obs_dim, n_agents, cfg.actor_hidden);
+        let actor_target = mk(&actor_target_vs.root());
         actor_target_vs.copy(&actor_vs)?;
-        let (ci, ca) = cfg.critic.dims(n_agents, obs_dim, state_dim);
+        // Batches carry [o ‖ h] for the recurrent actor (a local critic sees the same row).
+        let obs_in = obs_dim + actor.hidden_dim();
+        let (ci, ca) = cfg.critic.dims(n_agents, obs_in, state_dim);
         let critic_vs = nn::VarStore::new(dev);
         let q1 = Critic::new(&(critic_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
         let q2 = Critic::new(&(critic_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
@@ -133,15 +141,29 @@ impl Matd3 {
         })
     }
 
-    /// Deterministic actions for one joint observation [n_agents × obs_dim] (row-major).
+    /// Deterministic actions for one joint observation [n_agents × obs_dim] (row-major; with the
+    /// recurrent actor [n_agents × (obs_dim + hidden)], and the next hidden state goes to `h_next`).
     pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        self.act_hidden(obs, n_agents, out, &mut [])
+    }
+
+    /// [`Self::act`] that also returns the recurrent actor's next hidden state.
+    pub fn act_hidden(&self, obs: &[f32], n_agents: usize, out: &mut [f64], h_next: &mut [f32]) {
         tch::no_grad(|| {
-            let o = Tensor::from_slice(obs).view([1, n_agents as i64, -1]);
-            let a = self.actor.forward(&o).view([-1]);
+            let (a, h) = self.actor.forward_hidden(&Tensor::from_slice(obs).view([1, n_agents as i64, -1]));
+            let a = a.view([-1]);
             for (k, x) in out.iter_mut().enumerate() {
                 *x = a.double_value(&[k as i64]);
             }
+            if !h_next.is_empty() {
+                h.view([-1]).copy_data(h_next, h_next.len());
+            }
         });
+    }
+
+    /// Width of the actor's recurrent state (0: feed-forward).
+    pub fn hidden_dim(&self) -> usize {
+        self.actor.hidden_dim()
     }
 
     /// Q₁ of a batch (for tests and diagnostics).

@@ -3,6 +3,12 @@
 //! and every agent's action.
 
 use serde::{Deserialize, Serialize};
+
+/// For `skip_serializing_if`: options added after runs were published stay out of resolved configs
+/// when off, so earlier config hashes remain valid.
+pub fn is_false(b: &bool) -> bool {
+    !*b
+}
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -47,11 +53,22 @@ impl CriticKind {
     }
 }
 
-/// Shared deterministic actor: [obs ‖ one-hot id] → hidden → hidden → tanh → a ∈ [−1, 1].
+/// Shared deterministic actor: [obs ‖ one-hot id] → hidden → hidden → tanh → a ∈ [−1, 1]; or, with
+/// `gru`, [obs ‖ id] → hidden → GRU cell (hidden state h) → tanh (MAPDN's recurrent agent).
+///
+/// The recurrent actor reads its hidden state from the last `hidden` columns of its input
+/// ([o ‖ h], "stored state": the replay buffer keeps the h the acting policy had, and updates use it
+/// without back-propagation through time) and returns the next state with [`Actor::forward_hidden`].
 #[derive(Debug)]
 pub struct Actor {
-    net: nn::Sequential,
+    net: Net,
     n_agents: i64,
+}
+
+#[derive(Debug)]
+enum Net {
+    Mlp(nn::Sequential),
+    Gru { l1: nn::Linear, gru: nn::GRU, l3: nn::Linear, obs_dim: i64, hidden: i64 },
 }
 
 impl Actor {
@@ -64,14 +81,89 @@ impl Actor {
             .add_fn(|x| x.relu())
             .add(nn::linear(p / "l3", h, 1, Default::default()))
             .add_fn(|x| x.tanh());
+        Actor { net: Net::Mlp(net), n_agents: n_agents as i64 }
+    }
+
+    /// The recurrent actor; `obs_dim` is the observation without the hidden state.
+    pub fn new_gru(p: &nn::Path, obs_dim: usize, n_agents: usize, hidden: usize) -> Actor {
+        let (i, h) = ((obs_dim + n_agents) as i64, hidden as i64);
+        let net = Net::Gru {
+            l1: nn::linear(p / "l1", i, h, Default::default()),
+            gru: nn::gru(p / "gru", h, h, Default::default()),
+            l3: nn::linear(p / "l3", h, 1, Default::default()),
+            obs_dim: obs_dim as i64,
+            hidden: h,
+        };
         Actor { net, n_agents: n_agents as i64 }
     }
 
-    /// obs: [B, n_agents, obs_dim] → actions [B, n_agents].
+    /// obs: [B, n_agents, obs_dim (+ hidden)] → actions [B, n_agents].
     pub fn forward(&self, obs: &Tensor) -> Tensor {
+        self.forward_hidden(obs).0
+    }
+
+    /// Actions [B, n] and, for the recurrent actor, the next hidden state [B, n, hidden] (an empty
+    /// tensor for the feed-forward one).
+    pub fn forward_hidden(&self, obs: &Tensor) -> (Tensor, Tensor) {
         let b = obs.size()[0];
-        let ids = Tensor::eye(self.n_agents, (Kind::Float, obs.device())).unsqueeze(0).expand([b, self.n_agents, self.n_agents], false);
-        self.net.forward(&Tensor::cat(&[obs, &ids], 2)).squeeze_dim(2)
+        let n = self.n_agents;
+        let ids = Tensor::eye(n, (Kind::Float, obs.device())).unsqueeze(0).expand([b, n, n], false);
+        match &self.net {
+            Net::Mlp(net) => (net.forward(&Tensor::cat(&[obs, &ids], 2)).squeeze_dim(2), Tensor::zeros([0], (Kind::Float, obs.device()))),
+            Net::Gru { l1, gru, l3, obs_dim, hidden } => {
+                use tch::nn::RNN;
+                let o = obs.narrow(2, 0, *obs_dim);
+                let h = obs.narrow(2, *obs_dim, *hidden).reshape([1, b * n, *hidden]);
+                let x = l1.forward(&Tensor::cat(&[&o, &ids], 2).view([b * n, -1])).relu();
+                let h2 = gru.step(&x, &nn::GRUState(h)).value();
+                let a = l3.forward(&h2.view([b * n, *hidden])).tanh().view([b, n]);
+                (a, h2.view([b, n, *hidden]))
+            }
+        }
+    }
+
+    /// Width of the recurrent state (0: feed-forward).
+    pub fn hidden_dim(&self) -> usize {
+        match &self.net {
+            Net::Mlp(_) => 0,
+            Net::Gru { hidden, .. } => *hidden as usize,
+        }
+    }
+}
+
+/// The recurrent state of every agent while acting: builds the actor's input [o_k ‖ h_k] and keeps
+/// the next state until the step is committed. Zero at every episode start.
+#[derive(Debug, Clone, Default)]
+pub struct Hidden {
+    pub h: Vec<f32>,
+    pub next: Vec<f32>,
+    pub dim: usize,
+}
+
+impl Hidden {
+    pub fn new(n_agents: usize, dim: usize) -> Hidden {
+        Hidden { h: vec![0.0; n_agents * dim], next: vec![0.0; n_agents * dim], dim }
+    }
+
+    pub fn reset(&mut self) {
+        self.h.fill(0.0);
+        self.next.fill(0.0);
+    }
+
+    /// out = per agent [obs_k ‖ state_k] (`obs` has n × obs_dim entries).
+    pub fn augment(obs: &[f32], state: &[f32], dim: usize, out: &mut Vec<f32>) {
+        let n = if dim == 0 { 1 } else { state.len() / dim };
+        let od = obs.len() / n.max(1);
+        out.clear();
+        for k in 0..n {
+            out.extend_from_slice(&obs[k * od..(k + 1) * od]);
+            out.extend_from_slice(&state[k * dim..(k + 1) * dim]);
+        }
+    }
+
+    /// The next state becomes the current one.
+    pub fn commit(&mut self) {
+        std::mem::swap(&mut self.h, &mut self.next);
     }
 }
 

@@ -14,6 +14,9 @@ pub struct RlPolicy {
     /// Frozen observation normalisation of the run (identity if it had none).
     norm: crate::normalize::Normalizer,
     obs: Vec<f32>,
+    /// Recurrent actor state (reset at every episode).
+    hidden: crate::nets::Hidden,
+    aug: Vec<f32>,
 }
 
 impl RlPolicy {
@@ -29,7 +32,8 @@ impl RlPolicy {
             crate::train::Algorithm::Matd3 => "matd3",
             crate::train::Algorithm::Maddpg => "maddpg",
         };
-        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new() })
+        let hidden = crate::nets::Hidden::new(n_agents, learner.hidden_dim());
+        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new(), hidden, aug: Vec::new() })
     }
 
     /// Puts the run's safety layer between the actor and the grid.
@@ -45,14 +49,17 @@ impl Controller for RlPolicy {
     fn name(&self) -> &str {
         &self.name
     }
+    fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
+        self.hidden.reset();
+    }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         self.obs.clear();
         self.obs.extend_from_slice(env.observations());
         self.norm.obs(&mut self.obs);
         match &mut self.safety {
-            None => self.learner.act(&self.obs, self.n_agents, actions),
+            None => self.learner.act_stateful(&self.obs, self.n_agents, actions, &mut self.hidden, &mut self.aug),
             Some(layer) => {
-                self.learner.act(&self.obs, self.n_agents, &mut self.proposed);
+                self.learner.act_stateful(&self.obs, self.n_agents, &mut self.proposed, &mut self.hidden, &mut self.aug);
                 layer.filter(env, &self.proposed, actions);
             }
         }

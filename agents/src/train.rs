@@ -136,11 +136,35 @@ impl Learner {
             Algorithm::Maddpg => Learner::Maddpg(Box::new(Maddpg::new(cfg.maddpg.clone(), n_agents, obs_dim, state_dim)?)),
         })
     }
+    /// Deterministic actions of a feed-forward actor.
     pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64]) {
+        self.act_hidden(obs, n_agents, out, &mut [])
+    }
+    /// Deterministic actions; with the recurrent actor `obs` rows are [o ‖ h] and the next hidden
+    /// state is written to `h_next`.
+    pub fn act_hidden(&self, obs: &[f32], n_agents: usize, out: &mut [f64], h_next: &mut [f32]) {
         match self {
-            Learner::Matd3(l) => l.act(obs, n_agents, out),
-            Learner::Maddpg(l) => l.act(obs, n_agents, out),
+            Learner::Matd3(l) => l.act_hidden(obs, n_agents, out, h_next),
+            Learner::Maddpg(l) => l.act_hidden(obs, n_agents, out, h_next),
         }
+    }
+    /// Width of the actor's recurrent state (0: feed-forward).
+    pub fn hidden_dim(&self) -> usize {
+        match self {
+            Learner::Matd3(l) => l.hidden_dim(),
+            Learner::Maddpg(l) => l.hidden_dim(),
+        }
+    }
+    /// Acts for one joint observation, keeping the recurrent state in `hidden` (a no-op wrapper for
+    /// the feed-forward actor); `aug` receives the actor's input.
+    pub fn act_stateful(&self, obs: &[f32], n_agents: usize, out: &mut [f64], hidden: &mut crate::nets::Hidden, aug: &mut Vec<f32>) {
+        if hidden.dim == 0 {
+            self.act(obs, n_agents, out);
+            return;
+        }
+        crate::nets::Hidden::augment(obs, &hidden.h, hidden.dim, aug);
+        self.act_hidden(aug, n_agents, out, &mut hidden.next);
+        hidden.commit();
     }
     pub fn update(&mut self, b: &crate::buffer::Batch) -> UpdateInfo {
         match self {
@@ -230,6 +254,10 @@ pub struct Trainer {
     proposed: Vec<f64>,
     /// Running normalisation (identity unless `normalize_obs` / `normalize_reward`).
     pub norm: Normalizer,
+    /// Recurrent actor state while acting (dim 0 for the feed-forward actor).
+    hidden: crate::nets::Hidden,
+    aug: Vec<f32>,
+    next_aug: Vec<f32>,
     // scratch
     obs: Vec<f32>,
     obs_n: Vec<f32>,
@@ -265,13 +293,20 @@ impl Trainer {
         let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
         let learner = Learner::new(&cfg, n, od, sd)?;
         let norm = Normalizer::new(cfg.normalize_obs, cfg.normalize_reward, od, sd, learner.gamma());
+        let hd = learner.hidden_dim();
+        if hd > 0 && cfg.normalize_obs {
+            return Err(TrainError::Config("normalize_obs cannot be combined with a recurrent actor (actor_gru)".into()));
+        }
         let safety = voltarena_env::safety::SafetyLayer::new(&task, cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
         Ok(Trainer {
             safety,
             safety_interventions: 0,
             safety_infeasible: 0,
             proposed: vec![0.0; n],
-            buffer: ReplayBuffer::new(cfg.buffer_size, n, od, sd),
+            buffer: ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd),
+            hidden: crate::nets::Hidden::new(n, hd),
+            aug: Vec::new(),
+            next_aug: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE8_9107_A710),
             progress: Progress { step: 0, episode: 0, updates: 0 },
             obs: vec![0.0; n * od],
@@ -329,19 +364,27 @@ impl Trainer {
         while self.progress.step < self.cfg.total_steps {
             self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
             let mut ret = 0.0;
+            self.hidden.reset();
             loop {
                 self.obs.copy_from_slice(self.env.observations());
                 self.state.copy_from_slice(self.env.state());
                 self.norm.observe(&self.obs, &self.state);
                 let step = self.progress.step;
+                if self.hidden.dim > 0 {
+                    // The recurrent actor runs at every step (also during the random warm-up) so
+                    // that its state follows the episode; `aug` = [o ‖ h] is what the buffer keeps.
+                    self.learner.act_stateful(&self.obs, n, &mut self.actions, &mut self.hidden, &mut self.aug);
+                }
                 if step < self.cfg.learning_starts {
                     for a in self.actions.iter_mut() {
                         *a = rand::RngExt::random_range(&mut self.rng, -1.0..=1.0);
                     }
                 } else {
-                    self.obs_n.copy_from_slice(&self.obs);
-                    self.norm.obs(&mut self.obs_n);
-                    self.learner.act(&self.obs_n, n, &mut self.actions);
+                    if self.hidden.dim == 0 {
+                        self.obs_n.copy_from_slice(&self.obs);
+                        self.norm.obs(&mut self.obs_n);
+                        self.learner.act(&self.obs_n, n, &mut self.actions);
+                    }
                     let sigma = self.sigma(step);
                     for a in self.actions.iter_mut() {
                         *a = (*a + sigma * normal.sample(&mut self.rng)).clamp(-1.0, 1.0);
@@ -359,7 +402,12 @@ impl Trainer {
                 for (f, a) in self.actions_f32.iter_mut().zip(stored) {
                     *f = *a as f32;
                 }
-                self.buffer.push(&self.obs, &self.state, &self.actions_f32, s.reward as f32, self.env.observations(), self.env.state(), s.terminated);
+                if self.hidden.dim > 0 {
+                    crate::nets::Hidden::augment(self.env.observations(), &self.hidden.h, self.hidden.dim, &mut self.next_aug);
+                    self.buffer.push(&self.aug, &self.state, &self.actions_f32, s.reward as f32, &self.next_aug, self.env.state(), s.terminated);
+                } else {
+                    self.buffer.push(&self.obs, &self.state, &self.actions_f32, s.reward as f32, self.env.observations(), self.env.state(), s.terminated);
+                }
                 self.progress.step += 1;
                 log.step(self.progress.step);
                 let step = self.progress.step;
@@ -394,7 +442,8 @@ impl Trainer {
     /// (seeds `seed_base + i`, the same episodes every time).
     pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
-        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, obs: Vec::new() };
+        let hidden = crate::nets::Hidden::new(self.env.n_agents(), self.learner.hidden_dim());
+        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, obs: Vec::new(), hidden, aug: Vec::new() };
         let mut env = VoltageEnv::new(self.task.clone())?;
         let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
         let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
@@ -407,6 +456,8 @@ struct Greedy<'a> {
     learner: &'a mut Learner,
     norm: &'a Normalizer,
     obs: Vec<f32>,
+    hidden: crate::nets::Hidden,
+    aug: Vec<f32>,
 }
 
 impl Controller for Greedy<'_> {
@@ -417,7 +468,10 @@ impl Controller for Greedy<'_> {
         self.obs.clear();
         self.obs.extend_from_slice(env.observations());
         self.norm.obs(&mut self.obs);
-        self.learner.act(&self.obs, env.n_agents(), actions);
+        self.learner.act_stateful(&self.obs, env.n_agents(), actions, &mut self.hidden, &mut self.aug);
+    }
+    fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
+        self.hidden.reset();
     }
 }
 
