@@ -636,7 +636,7 @@ fn solve_spd(mm: &mut [f64], r: &mut [f64], k: usize) -> bool {
 }
 
 /// The interior-point solver (allocates) on a working set of rows — `rows` (indices j < 2m as in
-/// [`active_set_qp`]) plus those violated or nearly so at `a0` —, growing by the rows its solution
+/// [`active_set_qp`]) plus those violated at `a0` —, growing by the rows its solution
 /// violates until none is: the rows left out then have zero slack and zero multiplier, so this is
 /// the solution of the full problem. None if 20 rounds do not settle it.
 #[allow(clippy::too_many_arguments)]
