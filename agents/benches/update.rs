@@ -23,7 +23,18 @@ fn bench(c: &mut Criterion) {
     let mut srng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut matd3 = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
     let mut maddpg = Maddpg::new(MaddpgConfig::default(), n, od, sd).unwrap();
+    // The GRU actor reads [o ‖ h] (hidden 64) from the buffer.
+    let hd = 64;
+    let mut rng2 = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let mut gbuf = ReplayBuffer::new(10_000, n, od + hd, sd);
+    let mut r2 = |k: usize| (0..k).map(|_| rng2.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    for _ in 0..10_000 {
+        let (o, s, a, o2, s2, rew) = (r2(n * (od + hd)), r2(sd), r2(n), r2(n * (od + hd)), r2(sd), r2(1));
+        gbuf.push(&o, &s, &a, rew[0], &o2, &s2, false);
+    }
+    let mut matd3_gru = Matd3::new(Matd3Config { actor_gru: true, ..Matd3Config::default() }, n, od, sd, 0).unwrap();
     let mut g = c.benchmark_group("update_6agents_batch256");
+    g.bench_function("matd3 gru actor (sample + update)", |b| b.iter(|| matd3_gru.update(&gbuf.sample(256, &mut srng))));
     g.bench_function("matd3 (sample + update)", |b| b.iter(|| matd3.update(&buf.sample(256, &mut srng))));
     g.bench_function("maddpg (sample + update)", |b| b.iter(|| maddpg.update(&buf.sample(256, &mut srng))));
     g.bench_function("replay sample only", |b| b.iter(|| buf.sample(256, &mut srng).reward.size()));
