@@ -14,7 +14,7 @@ use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// MADDPG hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,16 +88,7 @@ impl Maddpg {
 
     /// [`Self::act`] that also returns the recurrent actor's next hidden state.
     pub fn act_hidden(&self, obs: &[f32], n_agents: usize, out: &mut [f64], h_next: &mut [f32]) {
-        tch::no_grad(|| {
-            let (a, h) = self.actor.forward_hidden(&Tensor::from_slice(obs).view([1, n_agents as i64, -1]));
-            let a = a.view([-1]);
-            for (k, x) in out.iter_mut().enumerate() {
-                *x = a.double_value(&[k as i64]);
-            }
-            if !h_next.is_empty() {
-                h.view([-1]).copy_data(h_next, h_next.len());
-            }
-        });
+        self.actor.act(obs, n_agents, out, h_next)
     }
 
     /// Width of the actor's recurrent state (0: feed-forward).

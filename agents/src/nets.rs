@@ -122,6 +122,21 @@ impl Actor {
         }
     }
 
+    /// Deterministic actions for one joint observation (rows [o] or, recurrent, [o ‖ h]); the
+    /// recurrent actor's next hidden state goes to `h_next` (pass an empty slice otherwise).
+    pub fn act(&self, obs: &[f32], n_agents: usize, out: &mut [f64], h_next: &mut [f32]) {
+        tch::no_grad(|| {
+            let (a, h) = self.forward_hidden(&Tensor::from_slice(obs).view([1, n_agents as i64, -1]));
+            let a = a.view([-1]);
+            for (k, x) in out.iter_mut().enumerate() {
+                *x = a.double_value(&[k as i64]);
+            }
+            if !h_next.is_empty() {
+                h.view([-1]).copy_data(h_next, h_next.len());
+            }
+        });
+    }
+
     /// Width of the recurrent state (0: feed-forward).
     pub fn hidden_dim(&self) -> usize {
         match &self.net {

@@ -111,7 +111,6 @@ struct Work {
     drop: Vec<f64>,
     /// Candidate rows (monitored buses some action in the box could push over a limit).
     rows: Vec<usize>,
-    g: Vec<f64>,
     up: Vec<f64>,
     lo: Vec<f64>,
     prop: Vec<f64>,
@@ -200,11 +199,11 @@ impl SafetyLayer {
         let v = env.vm_pu();
         let mut info = FilterInfo::default();
         let (ldf, pv_bus, ss) = (&self.ldf, &self.pv_bus, self.sens_scale);
-        // S·(ρ ∘ x) over all buses for the group's agents, by two O(n) sweeps.
-        let sweep = |inj: &mut [f64], out: &mut [f64], agents: &[usize], rho: &[f64], x: &dyn Fn(usize) -> f64| {
+        // out = S·(ρ ∘ x) over all buses, x_c for the group's c-th agent, by two O(n) tree sweeps.
+        let sweep = |inj: &mut [f64], out: &mut [f64], agents: &[usize], rho: &[f64], x: &dyn Fn(usize, usize) -> f64| {
             inj.fill(0.0);
-            for &k in agents {
-                inj[pv_bus[k]] += ss * rho[k] * x(k);
+            for (c, &k) in agents.iter().enumerate() {
+                inj[pv_bus[k]] += ss * rho[k] * x(c, k);
             }
             ldf.x_times(inj, out);
         };
@@ -218,9 +217,9 @@ impl SafetyLayer {
             // of the QP, which keeps it to the buses that matter.
             let (a_t, rho) = (&ws.a_t, &ws.rho);
             let o: &[f64] = out;
-            sweep(&mut ws.inj, &mut ws.dv, agents, rho, &|k| o[k] - a_t[k]);
-            sweep(&mut ws.inj, &mut ws.rise, agents, rho, &|k| 1.0 - a_t[k]);
-            sweep(&mut ws.inj, &mut ws.drop, agents, rho, &|k| 1.0 + a_t[k]);
+            sweep(&mut ws.inj, &mut ws.dv, agents, rho, &|_, k| o[k] - a_t[k]);
+            sweep(&mut ws.inj, &mut ws.rise, agents, rho, &|_, k| 1.0 - a_t[k]);
+            sweep(&mut ws.inj, &mut ws.drop, agents, rho, &|_, k| 1.0 + a_t[k]);
             let mut safe = true;
             ws.rows.clear();
             ws.up.clear();
@@ -252,17 +251,13 @@ impl SafetyLayer {
                     ws.warm_rows.push(if upper { r } else { m + r });
                 }
             }
-            // Fast path: an active-set solve of the hard problem (exact when it converges to a
-            // KKT point, checked); Clarabel with voltage slack otherwise (infeasible or degenerate).
-            // G·x over the candidate rows by a sweep, G's rows from the dense S only when binding.
+            // Fast path: the dual active-set method on the slack QP (infeasible steps included);
+            // Clarabel when its budget runs out. G·x over the candidate rows by a sweep, G's rows
+            // from the dense S only when they bind.
             let (rows, rho, sens) = (&ws.rows, &ws.rho, &self.sens);
             let (inj, full) = (&mut ws.inj, &mut ws.dv);
             let mut g_mul = |x: &[f64], o: &mut [f64]| {
-                inj.fill(0.0);
-                for (c, &k) in agents.iter().enumerate() {
-                    inj[pv_bus[k]] += ss * rho[k] * x[c];
-                }
-                ldf.x_times(inj, full);
+                sweep(inj, full, agents, rho, &|c, _| x[c]);
                 for (o, &i) in o.iter_mut().zip(rows) {
                     *o = full[i];
                 }
@@ -292,12 +287,12 @@ impl SafetyLayer {
                 self.fallbacks += 1;
                 let wpen = self.cfg.slack_weight;
                 let (sol, sigma) = solve_qp_working_set(&mut g_mul, &mut g_row, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, wpen, &ws.qp.a, &ws.qp.active).unwrap_or_else(|| {
-                    ws.g.clear();
-                    for &i in &ws.rows {
-                        let srow = &self.sens[i * na..(i + 1) * na];
-                        ws.g.extend(agents.iter().map(|&k| srow[k] * ws.rho[k]));
+                    // Last resort: every candidate row.
+                    let mut g = vec![0.0; m * n];
+                    for (r, row) in g.chunks_exact_mut(n).enumerate() {
+                        g_row(r, row);
                     }
-                    solve_qp(&ws.g, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, wpen)
+                    solve_qp(&g, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, wpen)
                 });
                 for (c, &k) in agents.iter().enumerate() {
                     out[k] = sol[c].clamp(-1.0, 1.0);
