@@ -17,6 +17,8 @@ pub struct RlPolicy {
     /// Recurrent actor state (reset at every episode).
     hidden: crate::nets::Hidden,
     aug: Vec<f32>,
+    /// The run's action dead zone (`TrainConfig::action_dead_zone`).
+    dead_zone: f64,
 }
 
 impl RlPolicy {
@@ -33,7 +35,7 @@ impl RlPolicy {
             crate::train::Algorithm::Maddpg => "maddpg",
         };
         let hidden = crate::nets::Hidden::new(n_agents, learner.hidden_dim());
-        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new(), hidden, aug: Vec::new() })
+        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new(), hidden, aug: Vec::new(), dead_zone: cfg.action_dead_zone })
     }
 
     /// Puts the run's safety layer between the actor and the grid.
@@ -57,9 +59,13 @@ impl Controller for RlPolicy {
         self.obs.extend_from_slice(env.observations());
         self.norm.obs(&mut self.obs);
         match &mut self.safety {
-            None => self.learner.act_stateful(&self.obs, self.n_agents, actions, &mut self.hidden, &mut self.aug),
+            None => {
+                self.learner.act_stateful(&self.obs, self.n_agents, actions, &mut self.hidden, &mut self.aug);
+                crate::train::apply_dead_zone(self.dead_zone, actions);
+            }
             Some(layer) => {
                 self.learner.act_stateful(&self.obs, self.n_agents, &mut self.proposed, &mut self.hidden, &mut self.aug);
+                crate::train::apply_dead_zone(self.dead_zone, &mut self.proposed);
                 layer.filter(env, &self.proposed, actions);
             }
         }

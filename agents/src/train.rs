@@ -77,6 +77,15 @@ pub struct TrainConfig {
     /// (`true`, default) or the policy's proposal (`false`).
     #[serde(default = "yes")]
     pub store_filtered_action: bool,
+    /// Dead zone of the agents' actions, as a fraction of the action range (0 = off, default): the
+    /// grid receives the soft-thresholded action sign(a)·max(|a| − d, 0)/(1 − d), so "no reactive
+    /// power" is a whole interval of actor outputs instead of the single point a = 0 that a tanh
+    /// actor only approaches — the soft threshold is the proximal map of the L1 reactive-power cost,
+    /// and the full range stays reachable. The replay buffer and the critics keep the actor's action
+    /// a (the dead zone is part of the environment as the agents see it); evaluation and deployed
+    /// policies apply the same map.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub action_dead_zone: f64,
     /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
     /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
     #[serde(default)]
@@ -97,6 +106,26 @@ fn yes() -> bool {
 /// config hashes of earlier runs stay valid.
 fn is_false(b: &bool) -> bool {
     !*b
+}
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+/// Maps actor actions to grid actions in place: the soft threshold of [`TrainConfig::action_dead_zone`].
+pub fn apply_dead_zone(d: f64, actions: &mut [f64]) {
+    if d > 0.0 {
+        for a in actions.iter_mut() {
+            *a = a.signum() * (a.abs() - d).max(0.0) / (1.0 - d);
+        }
+    }
+}
+/// An actor action that the dead zone maps to grid action `b` (the inverse on b ≠ 0; 0 for b = 0),
+/// for storing an action that a safety layer changed.
+fn dead_zone_preimage(d: f64, b: f64) -> f64 {
+    if d > 0.0 && b != 0.0 {
+        b.signum() * (d + (1.0 - d) * b.abs())
+    } else {
+        b
+    }
 }
 fn d_learning_starts() -> usize {
     2000
@@ -252,6 +281,8 @@ pub struct Trainer {
     pub safety_interventions: usize,
     pub safety_infeasible: usize,
     proposed: Vec<f64>,
+    /// The actor's (exploring) actions before the dead zone.
+    policy_actions: Vec<f64>,
     /// Running normalisation (identity unless `normalize_obs` / `normalize_reward`).
     pub norm: Normalizer,
     /// Recurrent actor state while acting (dim 0 for the feed-forward actor).
@@ -279,6 +310,9 @@ impl Trainer {
         if !(cfg.explore_sigma_start >= 0.0 && cfg.explore_sigma_end >= 0.0) {
             return Err(TrainError::Config("exploration σ must be ≥ 0".into()));
         }
+        if !(0.0..1.0).contains(&cfg.action_dead_zone) {
+            return Err(TrainError::Config(format!("action_dead_zone: expected a fraction in [0, 1), got {}", cfg.action_dead_zone)));
+        }
         tch::set_num_threads(cfg.torch_threads.max(1) as i32);
         tch::manual_seed(cfg.seed as i64);
         let mut task = Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?;
@@ -303,6 +337,7 @@ impl Trainer {
             safety_interventions: 0,
             safety_infeasible: 0,
             proposed: vec![0.0; n],
+            policy_actions: vec![0.0; n],
             buffer: ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd),
             hidden: crate::nets::Hidden::new(n, hd),
             aug: Vec::new(),
@@ -390,7 +425,10 @@ impl Trainer {
                         *a = (*a + sigma * normal.sample(&mut self.rng)).clamp(-1.0, 1.0);
                     }
                 }
-                // The safety layer (if any) corrects the exploring action before it reaches the grid.
+                // The dead zone (if any) maps the actor's action to the grid's; the safety layer
+                // (if any) corrects it before it reaches the grid.
+                self.policy_actions.copy_from_slice(&self.actions);
+                apply_dead_zone(self.cfg.action_dead_zone, &mut self.actions);
                 self.proposed.copy_from_slice(&self.actions);
                 let info = self.safety.filter(&self.env, &self.proposed, &mut self.actions);
                 self.safety_interventions += info.intervened as usize;
@@ -398,9 +436,13 @@ impl Trainer {
                 let s = self.env.step(&self.actions)?;
                 ret += s.reward;
                 self.norm.observe_reward(s.reward, s.terminated || s.truncated);
-                let stored = if self.cfg.store_filtered_action { &self.actions } else { &self.proposed };
-                for (f, a) in self.actions_f32.iter_mut().zip(stored) {
-                    *f = *a as f32;
+                // The buffer keeps actor actions: the actor's own, or (filtered) one that the dead
+                // zone maps to the action the layer applied.
+                let d = self.cfg.action_dead_zone;
+                for k in 0..n {
+                    let (applied, proposed, own) = (self.actions[k], self.proposed[k], self.policy_actions[k]);
+                    let a = if !self.cfg.store_filtered_action || applied == proposed { own } else { dead_zone_preimage(d, applied) };
+                    self.actions_f32[k] = a as f32;
                 }
                 if self.hidden.dim > 0 {
                     crate::nets::Hidden::augment(self.env.observations(), &self.hidden.h, self.hidden.dim, &mut self.next_aug);
@@ -443,7 +485,7 @@ impl Trainer {
     pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
         let hidden = crate::nets::Hidden::new(self.env.n_agents(), self.learner.hidden_dim());
-        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, obs: Vec::new(), hidden, aug: Vec::new() };
+        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, dead_zone: self.cfg.action_dead_zone, obs: Vec::new(), hidden, aug: Vec::new() };
         let mut env = VoltageEnv::new(self.task.clone())?;
         let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
         let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
@@ -455,6 +497,7 @@ impl Trainer {
 struct Greedy<'a> {
     learner: &'a mut Learner,
     norm: &'a Normalizer,
+    dead_zone: f64,
     obs: Vec<f32>,
     hidden: crate::nets::Hidden,
     aug: Vec<f32>,
@@ -469,6 +512,7 @@ impl Controller for Greedy<'_> {
         self.obs.extend_from_slice(env.observations());
         self.norm.obs(&mut self.obs);
         self.learner.act_stateful(&self.obs, env.n_agents(), actions, &mut self.hidden, &mut self.aug);
+        apply_dead_zone(self.dead_zone, actions);
     }
     fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
         self.hidden.reset();

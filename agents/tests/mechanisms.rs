@@ -328,3 +328,56 @@ fn the_recurrent_actor_remembers_and_deploys_as_trained() {
     let plain: TrainConfig = toml::from_str(&text.replace("actor_gru = true\n", "")).unwrap();
     assert!(!toml::to_string(&plain).unwrap().contains("actor_gru"), "off stays out of the resolved config (stable hashes)");
 }
+
+#[test]
+fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
+    use voltarena_agents::train::apply_dead_zone;
+    // The soft threshold: zero inside ±d, continuous at ±d, ±1 kept, never stronger than the actor.
+    let d = 0.2;
+    let mut a = [-1.0, -0.5, -0.2, -0.1, 0.0, 0.15, 0.2, 0.6, 1.0];
+    apply_dead_zone(d, &mut a);
+    let want = [-1.0, -0.375, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0];
+    for (x, w) in a.iter().zip(want) {
+        assert!((x - w).abs() < 1e-12, "{a:?}");
+    }
+    let mut same = [0.3, -0.7];
+    apply_dead_zone(0.0, &mut same);
+    assert_eq!(same, [0.3, -0.7], "0 = off");
+
+    let _guard = torch_lock();
+    let text = "task = \"mapdn33\"\nalgorithm = \"matd3\"\nseed = 6\ntotal_steps = 400\nlearning_starts = 200\n\
+                eval_every = 0\ncheckpoint_every = 0\naction_dead_zone = 0.3\n[matd3]\nbatch_size = 32\n";
+    let cfg: TrainConfig = toml::from_str(text).unwrap();
+    let mut t = Trainer::new(cfg.clone()).unwrap();
+    t.run(&mut Record(Vec::new())).unwrap();
+    let dir = std::env::temp_dir().join(format!("va-dz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    t.save(&dir).unwrap();
+    let task = t.task.clone();
+    let load = |cfg: &TrainConfig| voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    // The deployed policy applies the same map as the trainer's evaluation.
+    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
+    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut load(&cfg), voltarena_env::Split::Test, 1, 0).unwrap();
+    assert_eq!(via_trainer, via_policy);
+    // Its actions are the actor's, soft-thresholded: zero where |actor| ≤ 0.3.
+    let mut env = voltarena_env::VoltageEnv::new(task.clone()).unwrap();
+    env.reset(7, &voltarena_env::ResetOptions { split: voltarena_env::Split::Test, ..Default::default() }).unwrap();
+    let obs: Vec<f32> = env.observations().to_vec();
+    let mut raw = vec![0.0; task.n_agents()];
+    t.learner.act(&obs, task.n_agents(), &mut raw);
+    let mut deployed = vec![0.0; task.n_agents()];
+    voltarena_env::Controller::act(&mut load(&cfg), &env, &mut deployed);
+    for (r, x) in raw.iter().zip(&deployed) {
+        let want = if r.abs() <= 0.3 { 0.0 } else { r.signum() * (r.abs() - 0.3) / 0.7 };
+        assert!((x - want).abs() < 1e-12, "actor {r} → {x}");
+    }
+    // The same networks without the dead zone spend more reactive power.
+    let off = TrainConfig { action_dead_zone: 0.0, ..cfg.clone() };
+    let (_, without) = voltarena_agents::train::evaluate(&task, &mut load(&off), voltarena_env::Split::Test, 1, 0).unwrap();
+    assert!(via_policy.ql < without.ql, "QL {} with the dead zone, {} without", via_policy.ql, without.ql);
+    assert!(!toml::to_string(&off).unwrap().contains("action_dead_zone"), "off stays out of the resolved config (stable hashes)");
+    // Out of range is refused by name.
+    let bad = TrainConfig { action_dead_zone: 1.0, ..cfg };
+    let err = Trainer::new(bad).err().unwrap().to_string();
+    assert!(err.contains("action_dead_zone"), "{err}");
+}
