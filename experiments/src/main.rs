@@ -7,6 +7,7 @@ mod atomic;
 mod baseline_cmd;
 mod compare_cmd;
 mod config;
+mod curves_cmd;
 mod leaderboard_cmd;
 mod plot;
 mod powerflow_cmd;
@@ -40,6 +41,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a trained run on a split.
     Eval(train_cmd::EvalArgs),
+    /// Learning curves over training seeds: median and IQR of validation CR and QL per group of runs.
+    Curves(curves_cmd::Args),
     /// List or describe tasks.
     #[command(subcommand)]
     Task(task_cmd::TaskCommand),
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare_cmd::run(args),
         Command::Leaderboard(args) => leaderboard_cmd::run(args),
         Command::Eval(args) => train_cmd::eval(args),
+        Command::Curves(args) => curves_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -156,3 +156,76 @@ pub fn bars(path: &Path, names: &[String], panels: &[(&str, Vec<f64>)]) -> Resul
     root.present().map_err(|x| e(&x))?;
     Ok(())
 }
+
+/// One group of runs for [`bands`]: x values and, per panel, [q25, median, q75] at each x.
+pub struct Band {
+    pub name: String,
+    pub x: Vec<f64>,
+    pub panels: Vec<Vec<[f64; 3]>>,
+}
+
+/// Stacked panels sharing the x axis: per group a median line and a shaded interquartile band;
+/// `refs[k]` draws a dashed-grey reference line on panel k.
+pub fn bands(path: &Path, title: &str, x_label: &str, y_labels: &[&str], groups: &[Band], refs: &[Option<f64>]) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let np = y_labels.len().max(1);
+    let root = SVGBackend::new(path, (900, 60 + 300 * np as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(|x| e(&x))?;
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for g in groups {
+        for &x in &g.x {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+        }
+    }
+    if !(x0 < x1) {
+        x0 = if x0.is_finite() { x0 } else { 0.0 };
+        x1 = x0 + 1.0;
+    }
+    for (k, area) in root.split_evenly((np, 1)).iter().enumerate() {
+        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+        for g in groups {
+            for v in g.panels.get(k).into_iter().flatten().flatten().filter(|v| v.is_finite()) {
+                y0 = y0.min(*v);
+                y1 = y1.max(*v);
+            }
+        }
+        if let Some(Some(r)) = refs.get(k) {
+            y0 = y0.min(*r);
+            y1 = y1.max(*r);
+        }
+        if !(y0 < y1) {
+            y0 = if y0.is_finite() { y0 - 0.5 } else { 0.0 };
+            y1 = y0 + 1.0;
+        }
+        let pad = (y1 - y0) * 0.05;
+        let mut chart = ChartBuilder::on(area)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(|x| e(&x))?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_labels[k]).draw().map_err(|x| e(&x))?;
+        if let Some(Some(r)) = refs.get(k) {
+            chart.draw_series(DashedLineSeries::new(vec![(x0, *r), (x1, *r)], 6, 4, RGBColor(140, 140, 140).stroke_width(1))).map_err(|x| e(&x))?;
+        }
+        for (i, g) in groups.iter().enumerate() {
+            let Some(rows) = g.panels.get(k) else { continue };
+            let c = COLORS[(i + 2) % COLORS.len()];
+            let pts: Vec<(f64, [f64; 3])> = g.x.iter().copied().zip(rows.iter().copied()).filter(|(x, r)| x.is_finite() && r.iter().all(|v| v.is_finite())).collect();
+            let mut poly: Vec<(f64, f64)> = pts.iter().map(|(x, r)| (*x, r[2])).collect();
+            poly.extend(pts.iter().rev().map(|(x, r)| (*x, r[0])));
+            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2).filled()))).map_err(|x| e(&x))?;
+            let s = chart.draw_series(LineSeries::new(pts.iter().map(|(x, r)| (*x, r[1])), c.stroke_width(2))).map_err(|x| e(&x))?;
+            if k == 0 {
+                s.label(g.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            }
+        }
+        if k == 0 {
+            chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(&x))?;
+        }
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
