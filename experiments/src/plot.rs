@@ -206,7 +206,7 @@ pub fn bands(path: &Path, title: &str, x_label: &str, y_labels: &[&str], groups:
             .y_label_area_size(70)
             .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
             .map_err(|x| e(&x))?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_labels[k]).draw().map_err(|x| e(&x))?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_labels[k]).x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(|x| e(&x))?;
         if let Some(Some(r)) = refs.get(k) {
             chart.draw_series(DashedLineSeries::new(vec![(x0, *r), (x1, *r)], 6, 4, RGBColor(140, 140, 140).stroke_width(1))).map_err(|x| e(&x))?;
         }
