@@ -33,7 +33,11 @@ fn bench(c: &mut Criterion) {
         gbuf.push(&o, &s, &a, rew[0], &o2, &s2, false);
     }
     let mut matd3_gru = Matd3::new(Matd3Config { actor_gru: true, ..Matd3Config::default() }, n, od, sd, 0).unwrap();
+    // The independent ablation (ITD3): one local critic row per agent and sample (6 × 256 rows).
+    let local = voltarena_agents::nets::CriticKind::Local;
+    let mut itd3 = Matd3::new(Matd3Config { critic: local, ..Matd3Config::default() }, n, od, sd, 0).unwrap();
     let mut g = c.benchmark_group("update_6agents_batch256");
+    g.bench_function("itd3 local critics (sample + update)", |b| b.iter(|| itd3.update(&buf.sample(256, &mut srng))));
     g.bench_function("matd3 gru actor (sample + update)", |b| b.iter(|| matd3_gru.update(&gbuf.sample(256, &mut srng))));
     g.bench_function("matd3 (sample + update)", |b| b.iter(|| matd3.update(&buf.sample(256, &mut srng))));
     g.bench_function("maddpg (sample + update)", |b| b.iter(|| maddpg.update(&buf.sample(256, &mut srng))));
