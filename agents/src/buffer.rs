@@ -83,6 +83,12 @@ impl ReplayBuffer {
         self.len == 0
     }
 
+    /// The stored joint actions, one row of `n_agents` per transition in storage order (for tests
+    /// and diagnostics).
+    pub fn actions(&self) -> &[f32] {
+        &self.actions[..self.len * self.n_agents]
+    }
+
     /// Stores one transition (overwrites the oldest when full).
     #[allow(clippy::too_many_arguments)]
     pub fn push(&mut self, obs: &[f32], state: &[f32], actions: &[f32], reward: f32, next_obs: &[f32], next_state: &[f32], done: bool) {

@@ -375,6 +375,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// The replay buffer (read-only: for tests and diagnostics).
+    pub fn buffer(&self) -> &ReplayBuffer {
+        &self.buffer
+    }
+
     /// Writes networks and progress into `dir` (the caller makes the swap atomic).
     pub fn save(&self, dir: &Path) -> Result<(), String> {
         self.learner.save(dir).map_err(|e| e.to_string())?;

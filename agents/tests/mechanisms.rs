@@ -376,6 +376,16 @@ fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
     let (_, without) = voltarena_agents::train::evaluate(&task, &mut load(&off), voltarena_env::Split::Test, 1, 0).unwrap();
     assert!(via_policy.ql < without.ql, "QL {} with the dead zone, {} without", via_policy.ql, without.ql);
     assert!(!toml::to_string(&off).unwrap().contains("action_dead_zone"), "off stays out of the resolved config (stable hashes)");
+    // The replay buffer keeps the actor's actions, not the grid's: the uniform warm-up actions are
+    // stored as drawn: no exact zeros, although the ≈ 30 % inside ±0.3 were zeros on the grid.
+    let warm: TrainConfig = toml::from_str(&text.replace("total_steps = 400", "total_steps = 240").replace("learning_starts = 200", "learning_starts = 240")).unwrap();
+    let mut w = Trainer::new(warm).unwrap();
+    w.run(&mut Record(Vec::new())).unwrap();
+    let a = w.buffer().actions();
+    assert_eq!(a.len(), 240 * task.n_agents());
+    assert!(a.iter().all(|x| *x != 0.0), "the buffer holds grid actions");
+    let inside = a.iter().filter(|x| x.abs() <= 0.3).count() as f64 / a.len() as f64;
+    assert!((0.2..0.4).contains(&inside), "{inside} of the stored actions inside ±0.3");
     // Out of range is refused by name.
     let bad = TrainConfig { action_dead_zone: 1.0, ..cfg };
     let err = Trainer::new(bad).err().unwrap().to_string();
