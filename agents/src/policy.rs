@@ -7,18 +7,11 @@ use voltarena_env::{Controller, VoltageEnv};
 /// The deployed system: the actor, behind the run's safety layer (if any).
 pub struct RlPolicy {
     learner: Learner,
-    n_agents: usize,
     name: String,
     safety: Option<voltarena_env::safety::SafetyLayer>,
     proposed: Vec<f64>,
-    /// Frozen observation normalisation of the run (identity if it had none).
-    norm: crate::normalize::Normalizer,
-    obs: Vec<f32>,
-    /// Recurrent actor state (reset at every episode).
-    hidden: crate::nets::Hidden,
-    aug: Vec<f32>,
-    /// The run's action dead zone (`TrainConfig::action_dead_zone`).
-    dead_zone: f64,
+    /// The run's frozen normalisation, recurrent state and action dead zone.
+    acting: crate::train::Acting,
 }
 
 impl RlPolicy {
@@ -34,8 +27,8 @@ impl RlPolicy {
             crate::train::Algorithm::Matd3 => "matd3",
             crate::train::Algorithm::Maddpg => "maddpg",
         };
-        let hidden = crate::nets::Hidden::new(n_agents, learner.hidden_dim());
-        Ok(RlPolicy { learner, n_agents, name: name.into(), safety: None, proposed: vec![0.0; n_agents], norm, obs: Vec::new(), hidden, aug: Vec::new(), dead_zone: cfg.action_dead_zone })
+        let acting = crate::train::Acting::new(&learner, norm, cfg.action_dead_zone, n_agents);
+        Ok(RlPolicy { learner, name: name.into(), safety: None, proposed: vec![0.0; n_agents], acting })
     }
 
     /// Puts the run's safety layer between the actor and the grid.
@@ -52,20 +45,13 @@ impl Controller for RlPolicy {
         &self.name
     }
     fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
-        self.hidden.reset();
+        self.acting.reset();
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
-        self.obs.clear();
-        self.obs.extend_from_slice(env.observations());
-        self.norm.obs(&mut self.obs);
         match &mut self.safety {
-            None => {
-                self.learner.act_stateful(&self.obs, self.n_agents, actions, &mut self.hidden, &mut self.aug);
-                crate::train::apply_dead_zone(self.dead_zone, actions);
-            }
+            None => self.acting.act(&self.learner, env, actions),
             Some(layer) => {
-                self.learner.act_stateful(&self.obs, self.n_agents, &mut self.proposed, &mut self.hidden, &mut self.aug);
-                crate::train::apply_dead_zone(self.dead_zone, &mut self.proposed);
+                self.acting.act(&self.learner, env, &mut self.proposed);
                 layer.filter(env, &self.proposed, actions);
             }
         }

@@ -69,9 +69,9 @@ pub struct TrainConfig {
     /// reward scaling by the running std of the discounted return (`normalize.rs`); saved with
     /// checkpoints and frozen in evaluation. Off by default (clean-mode observations are already
     /// scaled by the task).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::nets::is_false")]
     pub normalize_obs: bool,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::nets::is_false")]
     pub normalize_reward: bool,
     /// What the replay buffer stores when a safety layer is on: the action the layer applied
     /// (`true`, default) or the policy's proposal (`false`).
@@ -102,11 +102,8 @@ fn one() -> usize {
 fn yes() -> bool {
     true
 }
-/// Options added after runs were published are left out of the resolved config when off, so the
+/// Like [`crate::nets::is_false`]: an option that is off stays out of the resolved config, so the
 /// config hashes of earlier runs stay valid.
-fn is_false(b: &bool) -> bool {
-    !*b
-}
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
@@ -489,8 +486,8 @@ impl Trainer {
     /// (seeds `seed_base + i`, the same episodes every time).
     pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
         let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
-        let hidden = crate::nets::Hidden::new(self.env.n_agents(), self.learner.hidden_dim());
-        let mut greedy = Greedy { learner: &mut self.learner, norm: &self.norm, dead_zone: self.cfg.action_dead_zone, obs: Vec::new(), hidden, aug: Vec::new() };
+        let acting = Acting::new(&self.learner, self.norm.clone(), self.cfg.action_dead_zone, self.env.n_agents());
+        let mut greedy = Greedy { learner: &mut self.learner, acting };
         let mut env = VoltageEnv::new(self.task.clone())?;
         let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
         let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
@@ -498,14 +495,40 @@ impl Trainer {
     }
 }
 
+/// How a trained actor acts on the grid, shared by training-time evaluation and deployed policies
+/// ([`crate::policy::RlPolicy`]): frozen observation normalisation, the recurrent state (reset each
+/// episode) and the action dead zone.
+pub struct Acting {
+    norm: Normalizer,
+    dead_zone: f64,
+    hidden: crate::nets::Hidden,
+    obs: Vec<f32>,
+    aug: Vec<f32>,
+}
+
+impl Acting {
+    pub fn new(learner: &Learner, norm: Normalizer, dead_zone: f64, n_agents: usize) -> Acting {
+        Acting { norm, dead_zone, hidden: crate::nets::Hidden::new(n_agents, learner.hidden_dim()), obs: Vec::new(), aug: Vec::new() }
+    }
+    /// Grid actions of the deterministic actor for the environment's current observations.
+    pub fn act(&mut self, learner: &Learner, env: &VoltageEnv, actions: &mut [f64]) {
+        self.obs.clear();
+        self.obs.extend_from_slice(env.observations());
+        self.norm.obs(&mut self.obs);
+        learner.act_stateful(&self.obs, env.n_agents(), actions, &mut self.hidden, &mut self.aug);
+        apply_dead_zone(self.dead_zone, actions);
+    }
+    /// A new episode: the recurrent state starts from zero.
+    pub fn reset(&mut self) {
+        self.hidden.reset();
+    }
+}
+
 /// The learner's deterministic actor as a [`Controller`] (borrowed, for evaluation during training).
 struct Greedy<'a> {
+    /// `&mut` only because a [`Controller`] must be `Send` (the learner is not `Sync`).
     learner: &'a mut Learner,
-    norm: &'a Normalizer,
-    dead_zone: f64,
-    obs: Vec<f32>,
-    hidden: crate::nets::Hidden,
-    aug: Vec<f32>,
+    acting: Acting,
 }
 
 impl Controller for Greedy<'_> {
@@ -513,14 +536,10 @@ impl Controller for Greedy<'_> {
         "greedy"
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
-        self.obs.clear();
-        self.obs.extend_from_slice(env.observations());
-        self.norm.obs(&mut self.obs);
-        self.learner.act_stateful(&self.obs, env.n_agents(), actions, &mut self.hidden, &mut self.aug);
-        apply_dead_zone(self.dead_zone, actions);
+        self.acting.act(self.learner, env, actions);
     }
     fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
-        self.hidden.reset();
+        self.acting.reset();
     }
 }
 

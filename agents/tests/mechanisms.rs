@@ -35,6 +35,21 @@ fn filled_buffer(seed: u64) -> ReplayBuffer {
     b
 }
 
+/// Saves the trainer into a fresh folder and checks that the policy deployed from it evaluates
+/// exactly as the trainer's greedy policy on `episodes` test episodes; returns the folder and the
+/// metrics.
+fn deployed_acts_as_trained(t: &mut Trainer, cfg: &TrainConfig, tag: &str, episodes: usize) -> (std::path::PathBuf, MetricsSummary) {
+    let dir = std::env::temp_dir().join(format!("va-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    t.save(&dir).unwrap();
+    let task = t.task.clone();
+    let mut policy = voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, episodes, 0).unwrap();
+    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut policy, voltarena_env::Split::Test, episodes, 0).unwrap();
+    assert_eq!(via_trainer, via_policy, "{tag}: the deployed policy acts as the trainer's");
+    (dir, via_policy)
+}
+
 #[test]
 fn critic_loss_falls_on_a_fixed_batch() {
     let _guard = torch_lock();
@@ -248,15 +263,9 @@ fn a_normalised_run_checkpoints_its_statistics_and_deploys_with_them() {
     t.run(&mut Record(Vec::new())).unwrap();
     let stats = t.norm.obs.clone().unwrap();
     assert_eq!(stats.count, (400 * 6) as f64, "one row per agent per step");
-    let dir = std::env::temp_dir().join(format!("va-norm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    t.save(&dir).unwrap();
     // The deployed policy acts as the trainer's greedy policy does (same normalised inputs).
+    let (dir, _) = deployed_acts_as_trained(&mut t, &cfg, "norm", 1);
     let task = t.task.clone();
-    let mut policy = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
-    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
-    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut policy, voltarena_env::Split::Test, 1, 0).unwrap();
-    assert_eq!(via_trainer, via_policy);
     // A run that normalises cannot be deployed without its statistics.
     std::fs::remove_file(dir.join("normalizer.json")).unwrap();
     let err = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).err().unwrap();
@@ -316,14 +325,7 @@ fn the_recurrent_actor_remembers_and_deploys_as_trained() {
     let (mut t, a) = run(&cfg);
     let (_, b) = run(&cfg);
     assert_eq!(a, b, "recurrent runs are deterministic too");
-    let dir = std::env::temp_dir().join(format!("va-gru-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    t.save(&dir).unwrap();
-    let task = t.task.clone();
-    let mut policy = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
-    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, 2, 0).unwrap();
-    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut policy, voltarena_env::Split::Test, 2, 0).unwrap();
-    assert_eq!(via_trainer, via_policy);
+    deployed_acts_as_trained(&mut t, &cfg, "gru", 2);
     assert!(toml::to_string(&cfg).unwrap().contains("actor_gru = true"));
     let plain: TrainConfig = toml::from_str(&text.replace("actor_gru = true\n", "")).unwrap();
     assert!(!toml::to_string(&plain).unwrap().contains("actor_gru"), "off stays out of the resolved config (stable hashes)");
@@ -350,15 +352,10 @@ fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
     let cfg: TrainConfig = toml::from_str(text).unwrap();
     let mut t = Trainer::new(cfg.clone()).unwrap();
     t.run(&mut Record(Vec::new())).unwrap();
-    let dir = std::env::temp_dir().join(format!("va-dz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    t.save(&dir).unwrap();
+    // The deployed policy applies the same map as the trainer's evaluation.
+    let (dir, via_policy) = deployed_acts_as_trained(&mut t, &cfg, "dz", 1);
     let task = t.task.clone();
     let load = |cfg: &TrainConfig| voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
-    // The deployed policy applies the same map as the trainer's evaluation.
-    let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, 1, 0).unwrap();
-    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut load(&cfg), voltarena_env::Split::Test, 1, 0).unwrap();
-    assert_eq!(via_trainer, via_policy);
     // Its actions are the actor's, soft-thresholded: zero where |actor| ≤ 0.3.
     let mut env = voltarena_env::VoltageEnv::new(task.clone()).unwrap();
     env.reset(7, &voltarena_env::ResetOptions { split: voltarena_env::Split::Test, ..Default::default() }).unwrap();
