@@ -9,6 +9,7 @@
 //! (q ← 0.9 q + 0.1 Q(v)), the setpoint moves a fraction `smoothing` towards the curve per step:
 //! a first-order lag that converges to the curve's steady state.
 
+use voltarena_env::action::{action_of_q, q_range};
 use voltarena_env::{Controller, VoltageEnv};
 
 /// A Volt/VAr curve.
@@ -67,15 +68,10 @@ impl Controller for Droop {
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         for (k, a) in actions.iter_mut().enumerate() {
             let l = env.local(k);
-            let full = l.action_scale * l.q_avail_mvar;
-            if full <= 0.0 {
-                *a = 0.0;
-                continue;
-            }
             // Target q on the curve, then a first-order step from the setpoint in force.
             let target = self.curve.response(l.v_pu) * self.curve.q_frac * l.q_avail_mvar;
             let q = l.q_mvar + self.smoothing * (target - l.q_mvar);
-            *a = (q / full).clamp(-1.0, 1.0);
+            *a = action_of_q(q, q_range(l.action_scale, l.q_avail_mvar));
         }
     }
 }

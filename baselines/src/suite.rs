@@ -186,8 +186,9 @@ impl Controller for OfoAgent {
                 self.q[i] = l.q_mvar * 1000.0;
                 self.nonfinite += 1;
             }
-            let full = l.action_scale * l.q_avail_mvar * 1000.0;
-            actions[self.model.agent[i]] = if full > 0.0 { (self.q[i] / full).clamp(-1.0, 1.0) } else { 0.0 };
+            // kVar on both sides of the one action map.
+            let full = voltarena_env::action::q_range(l.action_scale, l.q_avail_mvar) * 1000.0;
+            actions[self.model.agent[i]] = voltarena_env::action::action_of_q(self.q[i], full);
         }
     }
 

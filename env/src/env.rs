@@ -14,7 +14,8 @@
 //! Compat mode reproduces MAPDN's timing instead (docs/ENVIRONMENT.md). Nothing here allocates per
 //! step, and a power-flow failure is a step result (`metrics.diverged`), never a panic.
 
-use crate::powerflow::{AcOptions, AcSolver, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError, Solution, SolveInfo};
+use voltarena_grid::powerflow::{AcOptions, AcSolver, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError, Solution, SolveInfo};
+use crate::action::{q_available, q_of_action};
 use crate::profiles::Split;
 use crate::task::{Backend, DataNoise, FaultKind, Mode, Task};
 use rand::{RngExt, SeedableRng};
@@ -388,7 +389,7 @@ impl VoltageEnv {
             v_pu: self.vm_meas[pv.bus],
             p_mw: p,
             q_mvar: self.q[k],
-            q_avail_mvar: (pv.s_mva * pv.s_mva - p * p).max(0.0).sqrt(),
+            q_avail_mvar: q_available(pv.s_mva, p),
             action_scale: self.task.spec.action_scale,
         }
     }
@@ -448,7 +449,7 @@ impl VoltageEnv {
             for k in 0..self.q.len() {
                 let a = self.rng.random_range(-s..=s);
                 let pv = &self.task.pvs[k];
-                self.q[k] = a * (pv.s_mva * pv.s_mva - self.pv_p[k] * self.pv_p[k]).max(0.0).sqrt();
+                self.q[k] = a * q_available(pv.s_mva, self.pv_p[k]);
             }
         } else {
             self.q.fill(0.0);
@@ -590,8 +591,8 @@ impl VoltageEnv {
         let drop = task.spec.faults.drop_prob;
         for (k, &a) in actions.iter().enumerate() {
             let pv = &task.pvs[k];
-            let avail = (pv.s_mva * pv.s_mva - self.pv_p[k] * self.pv_p[k]).max(0.0).sqrt();
-            let mut q = a.clamp(-1.0, 1.0) * scale * avail;
+            let avail = q_available(pv.s_mva, self.pv_p[k]);
+            let mut q = q_of_action(a, scale, avail);
             if drop > 0.0 && self.rng.random::<f64>() < drop {
                 q = self.q[k]; // message lost: the inverter keeps its setpoint
             }

@@ -1,41 +1,25 @@
-//! # voltarena-env — the physics and the task
+//! # voltarena-env — the control task
 //!
-//! This crate owns everything a controller acts on: the network model ([`network`]: MATPOWER
-//! reader, per-unit branch model, bus-admittance matrix, radial tree view) and the power-flow
-//! engine ([`powerflow`]: AC Newton–Raphson, general sparse and radial tree-structured, the
-//! LinDistFlow model with its sensitivities, and the batch path that solves many scenarios on one
-//! network over threads).
+//! The task a controller faces, on top of the grid physics of [`voltarena_grid`]: load and PV
+//! profiles with their day splits ([`profiles`]), TOML task specs ([`task`]), the multi-agent
+//! voltage-control environment (Dec-POMDP, PettingZoo-style parallel API: [`VoltageEnv`], and
+//! [`vector::VecEnv`] over threads), rewards and metrics, the [`Controller`] interface with the one
+//! deployed-controller pipeline every command evaluates through ([`controller`]), and the action
+//! wrappers between any controller and the grid: the action dead zone and the safety layers
+//! ([`safety`]: projection filter and CBF correction, a QP on the LinDistFlow sensitivities).
 //!
-//! Units: powers at the API are MW / Mvar in **generator convention** (positive = injected into the
-//! grid, a load is negative); voltages are per unit of the bus base voltage; angles are radians
-//! inside the solvers and degrees in JSON output. Everything is converted to per unit on the
-//! case's `baseMVA` in one place ([`powerflow::Injection`] consumers divide by `base_mva`).
+//! Units as in `voltarena-grid`: MW / Mvar in generator convention, voltages in pu. Actions are
+//! a ∈ [−1, 1] per agent; [`action`] defines the one map between actions and reactive setpoints.
 //!
-//! ```
-//! use voltarena_env::{AcOptions, AcSolver, Injection, Network, Solution};
-//!
-//! let net = Network::from_matpower_file("../data/networks/case33bw.m")?;
-//! let mut solver = AcSolver::new(&net, AcOptions::default())?; // analyses the network once
-//! let mut sol = Solution::new(net.n_bus());
-//! let (p_mw, q_mvar) = net.injections();
-//! let info = solver.solve(Injection { p_mw: &p_mw, q_mvar: &q_mvar }, &mut sol)?; // no allocation
-//! // Baran & Wu's classic figures: 202.7 kW of losses, 0.9131 pu at bus 18.
-//! assert!((info.p_loss_mw - 0.20268).abs() < 1e-5);
-//! assert!((sol.vm_pu[17] - 0.91309).abs() < 1e-5);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! Nothing in this crate panics on user data: malformed networks give a
-//! [`network::NetworkError`] naming file, line and field; non-convergence is a
-//! [`powerflow::PowerFlowError`] value.
+//! The physics is re-exported here ([`network`], [`powerflow`] and their main types), so that a
+//! user of the environment needs one crate.
 
 // `!(x <= y)` is used on purpose throughout: it is true for NaN, which must count as a failure.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod action;
 pub mod controller;
 pub mod env;
-pub mod network;
-pub mod powerflow;
 pub mod profiles;
 pub mod reward;
 pub mod safety;
@@ -44,13 +28,11 @@ pub mod vector;
 
 pub use controller::Controller;
 pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Spaces, Step, StepMetrics, VoltageEnv};
-pub use network::{Network, NetworkError};
+pub use voltarena_grid::{network, powerflow, Network, NetworkError, C64};
 pub use profiles::Split;
 pub use task::{Task, TaskError};
-pub use powerflow::{
+pub use voltarena_grid::powerflow::{
     AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError,
     Solution, SolveInfo,
 };
 
-/// Complex number type used throughout the physics.
-pub type C64 = num_complex::Complex64;

@@ -14,7 +14,7 @@
 //! that zone's buses and agents.
 
 use crate::env::VoltageEnv;
-use crate::powerflow::{LinDistFlow, LinDistFlowForm, PowerFlowError};
+use voltarena_grid::powerflow::{LinDistFlow, LinDistFlowForm, PowerFlowError};
 use crate::task::Task;
 use clarabel::algebra::CscMatrix;
 use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT};
@@ -191,8 +191,8 @@ impl SafetyLayer {
         // Action-to-q scaling and the action in force.
         for k in 0..na {
             let l = env.local(k);
-            ws.rho[k] = scale * l.q_avail_mvar;
-            ws.a_t[k] = if ws.rho[k] > 0.0 { (env.q_mvar()[k] / ws.rho[k]).clamp(-1.0, 1.0) } else { 0.0 };
+            ws.rho[k] = crate::action::q_range(scale, l.q_avail_mvar);
+            ws.a_t[k] = crate::action::action_of_q(env.q_mvar()[k], ws.rho[k]);
         }
         let gamma = if self.cfg.kind == SafetyKind::Projection { 1.0 } else { self.cfg.gamma };
         let (vmax, vmin, d) = (task.spec.v_max, task.spec.v_min, self.cfg.margin_pu);

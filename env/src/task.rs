@@ -6,7 +6,7 @@
 //! [`TaskError`] naming the file and the field. Built-in tasks live in `configs/tasks/*.toml` and are
 //! compiled into the binary ([`builtin_names`], [`Task::builtin`]).
 
-use crate::network::{DetailedNetwork, LoadError, Network};
+use voltarena_grid::network::{DetailedNetwork, LoadError, Network};
 use crate::profiles::{start_ranges, Profiles, Split, DAYS};
 use crate::reward::Barrier;
 use rand::{RngExt, SeedableRng};

@@ -2,9 +2,9 @@
 //! error that names the line and field (never a panic).
 
 use std::path::PathBuf;
-use voltarena_env::network::{Bus, BusKind};
-use voltarena_env::powerflow::{solve_batch, Method};
-use voltarena_env::{AcOptions, AcSolver, Injection, Network, NetworkError, PowerFlowError, Solution};
+use voltarena_grid::network::{Bus, BusKind};
+use voltarena_grid::powerflow::{solve_batch, Method};
+use voltarena_grid::{AcOptions, AcSolver, Injection, Network, NetworkError, PowerFlowError, Solution};
 
 fn case33() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/networks/case33bw.m");
@@ -199,7 +199,7 @@ fn divergence_is_a_result() {
     // 8× the nominal load is beyond the feeder's loadability: no power-flow solution exists.
     let p8: Vec<f64> = p.iter().map(|v| v * 8.0).collect();
     let q8: Vec<f64> = q.iter().map(|v| v * 8.0).collect();
-    for algorithm in [voltarena_env::Algorithm::Radial, voltarena_env::Algorithm::Newton] {
+    for algorithm in [voltarena_grid::Algorithm::Radial, voltarena_grid::Algorithm::Newton] {
         let mut s = AcSolver::new(&net, AcOptions { algorithm, ..Default::default() }).unwrap();
         let mut sol = Solution::new(33);
         let e = s.solve(Injection { p_mw: &p8, q_mvar: &q8 }, &mut sol).unwrap_err();

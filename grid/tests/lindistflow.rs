@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use voltarena_env::{Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
+use voltarena_grid::{Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
 
 fn network(file: &str) -> Network {
     Network::from_matpower_file(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/networks").join(file)).unwrap()
@@ -154,8 +154,8 @@ fn meshed_networks_are_refused_not_mishandled() {
     assert!(net.tree().is_none());
     assert!(LinDistFlow::new(&net, LinDistFlowForm::Linear).is_err());
     // The AC solver falls back to sparse Newton and still converges on the meshed case.
-    let mut ac = voltarena_env::AcSolver::new(&net, Default::default()).unwrap();
-    assert_eq!(ac.algorithm(), voltarena_env::Algorithm::Newton);
+    let mut ac = voltarena_grid::AcSolver::new(&net, Default::default()).unwrap();
+    assert_eq!(ac.algorithm(), voltarena_grid::Algorithm::Newton);
     let (p, q) = net.injections();
     let mut sol = Solution::new(net.n_bus());
     let info = ac.solve(Injection { p_mw: &p, q_mvar: &q }, &mut sol).unwrap();

@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use voltarena_env::powerflow::{solve_batch, Method};
-use voltarena_env::{AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
+use voltarena_grid::powerflow::{solve_batch, Method};
+use voltarena_grid::{AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")

@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
-use voltarena_env::powerflow::{solve_batch, Method};
-use voltarena_env::{AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
+use voltarena_grid::powerflow::{solve_batch, Method};
+use voltarena_grid::{AcOptions, AcSolver, Algorithm, Injection, LinDistFlow, LinDistFlowForm, Network, Solution};
 
 const NETS: [&str; 4] = ["case33bw", "lv_rural2_96", "case141", "mapdn_case322"];
 const BATCH: usize = 1000;

@@ -2,8 +2,8 @@
 //! warm starts.
 
 use std::path::PathBuf;
-use voltarena_env::network::BusKind;
-use voltarena_env::{AcOptions, AcSolver, Algorithm, Injection, Network, PowerFlowError, Solution};
+use voltarena_grid::network::BusKind;
+use voltarena_grid::{AcOptions, AcSolver, Algorithm, Injection, Network, PowerFlowError, Solution};
 
 fn case33() -> Network {
     Network::from_matpower_file(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/networks/case33bw.m")).unwrap()
