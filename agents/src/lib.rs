@@ -12,7 +12,9 @@ pub mod matd3;
 pub mod nets;
 pub mod normalize;
 pub mod policy;
+pub mod run;
 pub mod train;
+pub mod validate;
 
 /// The libtorch this crate is built for (tch 0.26 requires PyTorch 2.13.0), for run provenance.
 pub const LIBTORCH_VERSION: &str = "2.13.0";

@@ -1,42 +1,39 @@
-//! A trained policy as an environment [`Controller`] (deterministic actions from the shared actor).
+//! A trained policy as an environment [`Controller`]: the deterministic shared actor, with the run's
+//! frozen normalisation and recurrent state. Its raw actions reach the grid through the run's
+//! [`voltarena_env::Deployment`] (dead zone, safety layer): see [`crate::run::RunDir::deploy`].
 
+use crate::run::RunError;
 use crate::train::{Learner, TrainConfig};
 use std::path::Path;
 use voltarena_env::{Controller, VoltageEnv};
 
-/// The deployed system: the actor, behind the run's safety layer (if any).
+/// The actor of a checkpoint.
 pub struct RlPolicy {
     learner: Learner,
     name: String,
-    safety: Option<voltarena_env::safety::SafetyLayer>,
-    proposed: Vec<f64>,
-    /// The run's frozen normalisation, recurrent state and action dead zone.
+    /// The run's frozen normalisation and recurrent state.
     acting: crate::train::Acting,
 }
 
 impl RlPolicy {
     /// Loads the networks of a checkpoint folder for a run with config `cfg`.
-    pub fn load(cfg: &TrainConfig, checkpoint: &Path, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<RlPolicy, String> {
-        let mut learner = Learner::new(cfg, n_agents, obs_dim, state_dim).map_err(|e| e.to_string())?;
-        learner.load(checkpoint, 0).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
-        let norm = crate::normalize::Normalizer::load(checkpoint)?;
+    pub fn load(cfg: &TrainConfig, checkpoint: &Path, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<RlPolicy, RunError> {
+        let bad = |message: String| RunError::Checkpoint { path: checkpoint.to_path_buf(), message };
+        let mut learner = {
+            let _g = crate::train::torch_init_lock();
+            Learner::new(cfg, n_agents, obs_dim, state_dim).map_err(|e| bad(e.to_string()))?
+        };
+        learner.load(checkpoint, 0).map_err(|e| bad(e.to_string()))?;
+        let norm = crate::normalize::Normalizer::load(checkpoint).map_err(bad)?;
         if (cfg.normalize_obs || cfg.normalize_reward) && norm.is_identity() {
-            return Err(format!("{}: the run normalises its inputs but normalizer.json is missing", checkpoint.display()));
+            return Err(bad("the run normalises its inputs but normalizer.json is missing".into()));
         }
         let name = match cfg.algorithm {
             crate::train::Algorithm::Matd3 => "matd3",
             crate::train::Algorithm::Maddpg => "maddpg",
         };
-        let acting = crate::train::Acting::new(&learner, norm, cfg.action_dead_zone, n_agents);
-        Ok(RlPolicy { learner, name: name.into(), safety: None, proposed: vec![0.0; n_agents], acting })
-    }
-
-    /// Puts the run's safety layer between the actor and the grid.
-    pub fn with_safety(mut self, task: &voltarena_env::Task, cfg: voltarena_env::safety::SafetyConfig) -> Result<RlPolicy, String> {
-        if cfg.kind != voltarena_env::safety::SafetyKind::None {
-            self.safety = Some(voltarena_env::safety::SafetyLayer::new(task, cfg).map_err(|e| e.to_string())?);
-        }
-        Ok(self)
+        let acting = crate::train::Acting::new(&learner, norm, n_agents);
+        Ok(RlPolicy { learner, name: name.into(), acting })
     }
 }
 
@@ -48,12 +45,6 @@ impl Controller for RlPolicy {
         self.acting.reset();
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
-        match &mut self.safety {
-            None => self.acting.act(&self.learner, env, actions),
-            Some(layer) => {
-                self.acting.act(&self.learner, env, &mut self.proposed);
-                layer.filter(env, &self.proposed, actions);
-            }
-        }
+        self.acting.act(&self.learner, env, actions);
     }
 }

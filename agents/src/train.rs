@@ -3,6 +3,7 @@
 //! (one intra-op thread, seeded environment, exploration, sampling and network initialisation).
 
 use crate::buffer::ReplayBuffer;
+use crate::validate::{Check, ConfigError};
 use crate::normalize::Normalizer;
 use crate::maddpg::{Maddpg, MaddpgConfig};
 use crate::matd3::{Matd3, Matd3Config, UpdateInfo};
@@ -12,6 +13,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
+use voltarena_env::deploy::{ActionPipeline, Deployed, Deployment};
 use voltarena_env::{Controller, MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
 
 /// Which algorithm.
@@ -96,6 +98,39 @@ pub struct TrainConfig {
     pub maddpg: MaddpgConfig,
 }
 
+impl TrainConfig {
+    /// Every value in its range (the algorithm tables included), naming the first key that is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = Check { prefix: "" };
+        c.at_least("total_steps", self.total_steps, 1)?;
+        c.at_least("update_every", self.update_every, 1)?;
+        c.at_least("updates_per_round", self.updates_per_round, 1)?;
+        c.at_least("torch_threads", self.torch_threads, 1)?;
+        c.non_negative("explore_sigma_start", self.explore_sigma_start)?;
+        c.non_negative("explore_sigma_end", self.explore_sigma_end)?;
+        if self.eval_every > 0 {
+            c.at_least("eval_episodes", self.eval_episodes, 1)?;
+        }
+        c.right_open("action_dead_zone", self.action_dead_zone, 0.0, 1.0)?;
+        self.matd3.validate()?;
+        self.maddpg.validate()?;
+        let batch = match self.algorithm {
+            Algorithm::Matd3 => self.matd3.batch_size,
+            Algorithm::Maddpg => self.maddpg.batch_size,
+        };
+        if self.buffer_size < batch {
+            return Err(ConfigError::new("buffer_size", format!("at least the batch size ({batch})"), self.buffer_size));
+        }
+        Ok(())
+    }
+
+    /// What sits between the run's actor and the grid, in training and wherever the run is
+    /// deployed: its action dead zone and safety layer.
+    pub fn deployment(&self) -> Deployment {
+        Deployment { dead_zone: self.action_dead_zone, safety: self.safety }
+    }
+}
+
 fn one() -> usize {
     1
 }
@@ -106,23 +141,6 @@ fn yes() -> bool {
 /// config hashes of earlier runs stay valid.
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
-}
-/// Maps actor actions to grid actions in place: the soft threshold of [`TrainConfig::action_dead_zone`].
-pub fn apply_dead_zone(d: f64, actions: &mut [f64]) {
-    if d > 0.0 {
-        for a in actions.iter_mut() {
-            *a = a.signum() * (a.abs() - d).max(0.0) / (1.0 - d);
-        }
-    }
-}
-/// An actor action that the dead zone maps to grid action `b` (the inverse on b ≠ 0; 0 for b = 0),
-/// for storing an action that a safety layer changed.
-fn dead_zone_preimage(d: f64, b: f64) -> f64 {
-    if d > 0.0 && b != 0.0 {
-        b.signum() * (d + (1.0 - d) * b.abs())
-    } else {
-        b
-    }
 }
 fn d_learning_starts() -> usize {
     2000
@@ -259,7 +277,9 @@ pub enum TrainError {
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Deploy(#[from] voltarena_env::deploy::DeployError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
 }
@@ -272,13 +292,14 @@ pub struct Trainer {
     buffer: ReplayBuffer,
     rng: ChaCha8Rng,
     pub progress: Progress,
-    safety: voltarena_env::safety::SafetyLayer,
+    /// Dead zone and safety layer between the (exploring) actor and the grid: the same pipeline
+    /// the deployed policy acts through.
+    pipeline: ActionPipeline,
     /// Steps where the safety layer changed the training action, and where it could not meet
     /// every linearised constraint (cumulative).
     pub safety_interventions: usize,
     pub safety_infeasible: usize,
-    proposed: Vec<f64>,
-    /// The actor's (exploring) actions before the dead zone.
+    /// The actor's (exploring) actions, before the dead zone.
     policy_actions: Vec<f64>,
     /// Running normalisation (identity unless `normalize_obs` / `normalize_reward`).
     pub norm: Normalizer,
@@ -300,18 +321,9 @@ fn episode_seed(seed: u64, e: usize) -> u64 {
 }
 
 impl Trainer {
+    /// Validates the config, builds the task, the networks and the pipeline; nothing is written.
     pub fn new(cfg: TrainConfig) -> Result<Trainer, TrainError> {
-        if cfg.total_steps == 0 || cfg.buffer_size == 0 || cfg.update_every == 0 {
-            return Err(TrainError::Config("total_steps, buffer_size and update_every must be positive".into()));
-        }
-        if !(cfg.explore_sigma_start >= 0.0 && cfg.explore_sigma_end >= 0.0) {
-            return Err(TrainError::Config("exploration σ must be ≥ 0".into()));
-        }
-        if !(0.0..1.0).contains(&cfg.action_dead_zone) {
-            return Err(TrainError::Config(format!("action_dead_zone: expected a fraction in [0, 1), got {}", cfg.action_dead_zone)));
-        }
-        tch::set_num_threads(cfg.torch_threads.max(1) as i32);
-        tch::manual_seed(cfg.seed as i64);
+        cfg.validate()?;
         let mut task = Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?;
         if let Some(r) = &cfg.reward {
             let mut spec = task.spec.clone();
@@ -321,19 +333,24 @@ impl Trainer {
         }
         let task = Arc::new(task);
         let env = VoltageEnv::new(task.clone())?;
+        let pipeline = ActionPipeline::new(&task, cfg.deployment())?;
         let (n, od, sd) = (env.n_agents(), env.obs_dim(), env.state_dim());
-        let learner = Learner::new(&cfg, n, od, sd)?;
+        tch::set_num_threads(cfg.torch_threads as i32);
+        let learner = {
+            // The networks are initialised from libtorch's process-global generator.
+            let _g = torch_init_lock();
+            tch::manual_seed(cfg.seed as i64);
+            Learner::new(&cfg, n, od, sd)?
+        };
         let norm = Normalizer::new(cfg.normalize_obs, cfg.normalize_reward, od, sd, learner.gamma());
         let hd = learner.hidden_dim();
         if hd > 0 && cfg.normalize_obs {
-            return Err(TrainError::Config("normalize_obs cannot be combined with a recurrent actor (actor_gru)".into()));
+            return Err(ConfigError::new("normalize_obs", "false with a recurrent actor (matd3/maddpg.actor_gru)", "true").into());
         }
-        let safety = voltarena_env::safety::SafetyLayer::new(&task, cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
         Ok(Trainer {
-            safety,
+            pipeline,
             safety_interventions: 0,
             safety_infeasible: 0,
-            proposed: vec![0.0; n],
             policy_actions: vec![0.0; n],
             buffer: ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd),
             hidden: crate::nets::Hidden::new(n, hd),
@@ -430,9 +447,7 @@ impl Trainer {
                 // The dead zone (if any) maps the actor's action to the grid's; the safety layer
                 // (if any) corrects it before it reaches the grid.
                 self.policy_actions.copy_from_slice(&self.actions);
-                apply_dead_zone(self.cfg.action_dead_zone, &mut self.actions);
-                self.proposed.copy_from_slice(&self.actions);
-                let info = self.safety.filter(&self.env, &self.proposed, &mut self.actions);
+                let info = self.pipeline.apply(&self.env, &self.policy_actions, &mut self.actions);
                 self.safety_interventions += info.intervened as usize;
                 self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
@@ -442,8 +457,8 @@ impl Trainer {
                 // zone maps to the action the layer applied.
                 let d = self.cfg.action_dead_zone;
                 for k in 0..n {
-                    let (applied, proposed, own) = (self.actions[k], self.proposed[k], self.policy_actions[k]);
-                    let a = if !self.cfg.store_filtered_action || applied == proposed { own } else { dead_zone_preimage(d, applied) };
+                    let (applied, proposed, own) = (self.actions[k], self.pipeline.proposal()[k], self.policy_actions[k]);
+                    let a = if !self.cfg.store_filtered_action || applied == proposed { own } else { voltarena_env::deploy::dead_zone_preimage(d, applied) };
                     self.actions_f32[k] = a as f32;
                 }
                 if self.hidden.dim > 0 {
@@ -485,38 +500,34 @@ impl Trainer {
     /// Mean return and metrics of the deterministic policy on `episodes` episodes of `split`
     /// (seeds `seed_base + i`, the same episodes every time).
     pub fn evaluate(&mut self, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
-        let mut layer = voltarena_env::safety::SafetyLayer::new(&self.task, self.cfg.safety).map_err(|e| TrainError::Config(format!("safety: {e}")))?;
-        let acting = Acting::new(&self.learner, self.norm.clone(), self.cfg.action_dead_zone, self.env.n_agents());
-        let mut greedy = Greedy { learner: &mut self.learner, acting };
-        let mut env = VoltageEnv::new(self.task.clone())?;
-        let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
-        let e = voltarena_env::controller::evaluate(&mut env, &mut greedy, Some(&mut layer), split, &seeds, &mut |_, _, _| {})?;
-        Ok((e.mean_return, e.metrics))
+        let acting = Acting::new(&self.learner, self.norm.clone(), self.env.n_agents());
+        let greedy = Greedy { learner: &mut self.learner, acting };
+        let mut deployed = Deployed::new(Box::new(greedy), &self.task, self.cfg.deployment())?;
+        evaluate(&self.task, &mut deployed, split, episodes, seed_base)
     }
 }
 
-/// How a trained actor acts on the grid, shared by training-time evaluation and deployed policies
-/// ([`crate::policy::RlPolicy`]): frozen observation normalisation, the recurrent state (reset each
-/// episode) and the action dead zone.
+/// How a trained actor acts, shared by training-time evaluation and deployed policies
+/// ([`crate::policy::RlPolicy`]): frozen observation normalisation and the recurrent state (reset
+/// each episode). What happens between its actions and the grid (dead zone, safety layer) is the
+/// run's [`Deployment`].
 pub struct Acting {
     norm: Normalizer,
-    dead_zone: f64,
     hidden: crate::nets::Hidden,
     obs: Vec<f32>,
     aug: Vec<f32>,
 }
 
 impl Acting {
-    pub fn new(learner: &Learner, norm: Normalizer, dead_zone: f64, n_agents: usize) -> Acting {
-        Acting { norm, dead_zone, hidden: crate::nets::Hidden::new(n_agents, learner.hidden_dim()), obs: Vec::new(), aug: Vec::new() }
+    pub fn new(learner: &Learner, norm: Normalizer, n_agents: usize) -> Acting {
+        Acting { norm, hidden: crate::nets::Hidden::new(n_agents, learner.hidden_dim()), obs: Vec::new(), aug: Vec::new() }
     }
-    /// Grid actions of the deterministic actor for the environment's current observations.
+    /// Actions of the deterministic actor for the environment's current observations.
     pub fn act(&mut self, learner: &Learner, env: &VoltageEnv, actions: &mut [f64]) {
         self.obs.clear();
         self.obs.extend_from_slice(env.observations());
         self.norm.obs(&mut self.obs);
         learner.act_stateful(&self.obs, env.n_agents(), actions, &mut self.hidden, &mut self.aug);
-        apply_dead_zone(self.dead_zone, actions);
     }
     /// A new episode: the recurrent state starts from zero.
     pub fn reset(&mut self) {
@@ -543,11 +554,18 @@ impl Controller for Greedy<'_> {
     }
 }
 
-/// Runs a controller on `episodes` episodes of a split (seeds `seed_base + i`, no data noise):
-/// mean return and aggregate metrics.
-pub fn evaluate(task: &Arc<Task>, ctl: &mut dyn Controller, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
+/// Runs a deployed controller on `episodes` episodes of a split (seeds `seed_base + i`, no data
+/// noise): mean return and aggregate metrics.
+pub fn evaluate(task: &Arc<Task>, deployed: &mut Deployed, split: Split, episodes: usize, seed_base: u64) -> Result<(f64, MetricsSummary), TrainError> {
     let mut env = VoltageEnv::new(task.clone())?;
     let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
-    let e = voltarena_env::controller::evaluate(&mut env, ctl, None, split, &seeds, &mut |_, _, _| {})?;
+    let e = voltarena_env::deploy::evaluate(&mut env, deployed, split, &seeds, &mut |_, _, _| {})?;
     Ok((e.mean_return, e.metrics))
+}
+
+/// libtorch's random generator is process-global: network initialisation (seed, then build) takes
+/// this lock, so that runs trained or loaded in parallel threads stay reproducible.
+pub(crate) fn torch_init_lock() -> std::sync::MutexGuard<'static, ()> {
+    static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -43,9 +43,10 @@ fn deployed_acts_as_trained(t: &mut Trainer, cfg: &TrainConfig, tag: &str, episo
     std::fs::create_dir_all(&dir).unwrap();
     t.save(&dir).unwrap();
     let task = t.task.clone();
-    let mut policy = voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    let policy = voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    let mut deployed = voltarena_env::Deployed::new(Box::new(policy), &task, cfg.deployment()).unwrap();
     let (_, via_trainer) = t.evaluate(voltarena_env::Split::Test, episodes, 0).unwrap();
-    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut policy, voltarena_env::Split::Test, episodes, 0).unwrap();
+    let (_, via_policy) = voltarena_agents::train::evaluate(&task, &mut deployed, voltarena_env::Split::Test, episodes, 0).unwrap();
     assert_eq!(via_trainer, via_policy, "{tag}: the deployed policy acts as the trainer's");
     (dir, via_policy)
 }
@@ -268,7 +269,7 @@ fn a_normalised_run_checkpoints_its_statistics_and_deploys_with_them() {
     let task = t.task.clone();
     // A run that normalises cannot be deployed without its statistics.
     std::fs::remove_file(dir.join("normalizer.json")).unwrap();
-    let err = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).err().unwrap();
+    let err = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).err().unwrap().to_string();
     assert!(err.contains("normalizer.json"), "{err}");
     // A resumed trainer restores them.
     t.save(&dir).unwrap();
@@ -333,7 +334,7 @@ fn the_recurrent_actor_remembers_and_deploys_as_trained() {
 
 #[test]
 fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
-    use voltarena_agents::train::apply_dead_zone;
+    use voltarena_env::deploy::apply_dead_zone;
     // The soft threshold: zero inside ±d, continuous at ±d, ±1 kept, never stronger than the actor.
     let d = 0.2;
     let mut a = [-1.0, -0.5, -0.2, -0.1, 0.0, 0.15, 0.2, 0.6, 1.0];
@@ -355,7 +356,10 @@ fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
     // The deployed policy applies the same map as the trainer's evaluation.
     let (dir, via_policy) = deployed_acts_as_trained(&mut t, &cfg, "dz", 1);
     let task = t.task.clone();
-    let load = |cfg: &TrainConfig| voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+    let load = |cfg: &TrainConfig| {
+        let policy = voltarena_agents::policy::RlPolicy::load(cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).unwrap();
+        voltarena_env::Deployed::new(Box::new(policy), &task, cfg.deployment()).unwrap()
+    };
     // Its actions are the actor's, soft-thresholded: zero where |actor| ≤ 0.3.
     let mut env = voltarena_env::VoltageEnv::new(task.clone()).unwrap();
     env.reset(7, &voltarena_env::ResetOptions { split: voltarena_env::Split::Test, ..Default::default() }).unwrap();
@@ -363,7 +367,7 @@ fn the_action_dead_zone_zeroes_small_actions_and_deploys_as_trained() {
     let mut raw = vec![0.0; task.n_agents()];
     t.learner.act(&obs, task.n_agents(), &mut raw);
     let mut deployed = vec![0.0; task.n_agents()];
-    voltarena_env::Controller::act(&mut load(&cfg), &env, &mut deployed);
+    load(&cfg).act(&env, &mut deployed);
     for (r, x) in raw.iter().zip(&deployed) {
         let want = if r.abs() <= 0.3 { 0.0 } else { r.signum() * (r.abs() - 0.3) / 0.7 };
         assert!((x - want).abs() < 1e-12, "actor {r} → {x}");

@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
 /// against the AC plant (radial Newton), through the environment — data, power flow, metrics.
 fn dynamic_4h(c: &mut Criterion) {
     use std::sync::Arc;
-    use voltarena_baselines::suite::{ControllerSet, Faults};
+    use voltarena_baselines::spec::{ControllerSet, Faults};
     use voltarena_env::task::DataNoise;
     use voltarena_env::{ResetOptions, Split, VoltageEnv};
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/ofo_rural2_dynamic.toml")).unwrap();

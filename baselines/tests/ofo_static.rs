@@ -2,7 +2,7 @@
 //! solution; two-metric, Tang and droop settle elsewhere.
 
 use std::sync::Arc;
-use voltarena_baselines::suite::{ControllerSet, Faults};
+use voltarena_baselines::spec::{ControllerSet, Faults};
 use voltarena_env::task::{Backend, DataNoise};
 use voltarena_env::{ResetOptions, Split, Task, VoltageEnv};
 

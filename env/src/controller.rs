@@ -1,5 +1,6 @@
 //! The one interface every controller implements — RL policies, OFO, droop, no control — so that
-//! comparisons run every controller through identical code.
+//! comparisons run every controller through identical code; how a controller reaches the grid
+//! (dead zone, safety layer) is [`crate::deploy`].
 
 use crate::env::VoltageEnv;
 use rand::{RngExt, SeedableRng};
@@ -57,61 +58,4 @@ impl Controller for RandomControl {
             *a = self.rng.random_range(-1.0..=1.0);
         }
     }
-}
-
-/// Aggregate result of [`evaluate`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    /// Mean undiscounted team return per episode.
-    pub mean_return: f64,
-    /// Metrics over all steps of all episodes.
-    pub metrics: crate::env::MetricsSummary,
-    /// Steps run (all episodes).
-    pub steps: usize,
-    /// Steps at which the safety layer changed the action.
-    pub interventions: usize,
-}
-
-/// The one evaluation loop used by `eval`, `compare` and `leaderboard`: runs `ctl` (behind `layer`,
-/// if any) on one episode per seed of `split`, without data noise, so that every controller given
-/// the same seeds sees exactly the same episodes. `on_step(episode index, env, step)` is called
-/// after every step (for plots and traces).
-pub fn evaluate(
-    env: &mut VoltageEnv,
-    ctl: &mut dyn Controller,
-    mut layer: Option<&mut crate::safety::SafetyLayer>,
-    split: crate::profiles::Split,
-    seeds: &[u64],
-    on_step: &mut dyn FnMut(usize, &VoltageEnv, &crate::env::Step),
-) -> Result<Evaluation, crate::env::EnvError> {
-    let n = env.n_agents();
-    let task = env.task().clone();
-    let mut acc = crate::env::MetricsAcc::new(task.network.n_bus());
-    let (mut prop, mut act) = (vec![0.0; n], vec![0.0; n]);
-    let (mut total, mut steps, mut interventions) = (0.0, 0usize, 0usize);
-    let opts = crate::env::ResetOptions { split, data_noise: Some(false), ..Default::default() };
-    for (i, &seed) in seeds.iter().enumerate() {
-        env.reset(seed, &opts)?;
-        ctl.reset(env, seed);
-        loop {
-            ctl.act(env, &mut prop);
-            match layer.as_deref_mut() {
-                Some(l) => interventions += l.filter(env, &prop, &mut act).intervened as usize,
-                None => {
-                    for (a, p) in act.iter_mut().zip(&prop) {
-                        *a = p.clamp(-1.0, 1.0);
-                    }
-                }
-            }
-            let s = env.step(&act)?;
-            total += s.reward;
-            steps += 1;
-            on_step(i, env, &s);
-            if s.terminated || s.truncated {
-                break;
-            }
-        }
-        acc.merge(env.episode_metrics());
-    }
-    Ok(Evaluation { mean_return: total / seeds.len().max(1) as f64, metrics: acc.summary(&task.bus_id), steps, interventions })
 }

@@ -3,8 +3,8 @@
 //! The task a controller faces, on top of the grid physics of [`voltarena_grid`]: load and PV
 //! profiles with their day splits ([`profiles`]), TOML task specs ([`task`]), the multi-agent
 //! voltage-control environment (Dec-POMDP, PettingZoo-style parallel API: [`VoltageEnv`], and
-//! [`vector::VecEnv`] over threads), rewards and metrics, the [`Controller`] interface with the one
-//! deployed-controller pipeline every command evaluates through ([`controller`]), and the action
+//! [`vector::VecEnv`] over threads), rewards and metrics, the [`Controller`] interface ([`controller`]) with the one
+//! deployed-controller pipeline every command evaluates through ([`deploy`]), and the action
 //! wrappers between any controller and the grid: the action dead zone and the safety layers
 //! ([`safety`]: projection filter and CBF correction, a QP on the LinDistFlow sensitivities).
 //!
@@ -19,6 +19,7 @@
 
 pub mod action;
 pub mod controller;
+pub mod deploy;
 pub mod env;
 pub mod profiles;
 pub mod reward;
@@ -27,6 +28,7 @@ pub mod task;
 pub mod vector;
 
 pub use controller::Controller;
+pub use deploy::{ActionPipeline, Deployed, Deployment, Evaluation};
 pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Spaces, Step, StepMetrics, VoltageEnv};
 pub use voltarena_grid::{network, powerflow, Network, NetworkError, C64};
 pub use profiles::Split;

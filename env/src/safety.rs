@@ -20,6 +20,9 @@ use clarabel::algebra::CscMatrix;
 use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT};
 use serde::{Deserialize, Serialize};
 
+/// Why a safety layer cannot be built.
+pub type SafetyError = PowerFlowError;
+
 /// Which layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use voltarena_baselines::suite::{ControllerSet, Faults};
+use voltarena_baselines::{ControllerSet, Faults};
+use voltarena_env::Deployed;
 use voltarena_env::task::{Backend, DataNoise};
 use voltarena_env::{ResetOptions, Split, Task, VoltageEnv};
 
@@ -187,7 +188,10 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     let mut results = BTreeMap::new();
     let mut traces = Vec::new();
     for name in names {
-        let mut ctl = cfg.controllers.build(name, &task, &faults).map_err(|e| bad(&format!("controllers.{name}"), e.to_string()))?;
+        let spec = cfg.controllers.spec(name).map_err(|e| bad(&format!("controllers.{name}"), e))?;
+        let ctl = spec.build(&task, &faults).map_err(|e| bad(&format!("controllers.{name}"), e.to_string()))?;
+        // The paper's experiments run the controllers bare: no dead zone, no safety layer.
+        let mut ctl = Deployed::bare(ctl, &task).map_err(|e| bad(&format!("controllers.{name}"), e.to_string()))?;
         let mut env = VoltageEnv::with_backend(task.clone(), cfg.plant).map_err(|e| bad("plant", e.to_string()))?;
         env.reset(sc.seed, &opts).map_err(|e| CliError::Other(format!("{source}: {e}")))?;
         ctl.reset(&env, sc.seed);
@@ -222,7 +226,7 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
                 loss_kwh: acc.loss_kwh,
                 q_kvarh: acc.q_kvarh,
                 max_v,
-                seconds_per_iteration: ctl.seconds_per_iteration().unwrap_or(ctl_seconds / done.max(1) as f64),
+                seconds_per_iteration: ctl.controller().seconds_per_iteration().unwrap_or(ctl_seconds / done.max(1) as f64),
                 avv_max_any_bus: summary.avv_max,
                 iterations: done,
                 divergences: acc.divergences,

@@ -11,13 +11,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use voltarena_agents::policy::RlPolicy;
-use voltarena_agents::train::TrainConfig;
-use voltarena_baselines::suite::DroopSpec;
-use voltarena_env::controller::{NoControl, RandomControl};
-use voltarena_env::safety::{SafetyConfig, SafetyLayer};
+use voltarena_agents::run::Overrides;
+use voltarena_baselines::{ControllerSpec, Faults};
+use voltarena_env::safety::SafetyConfig;
 use voltarena_env::task::Backend;
-use voltarena_env::{Controller, MetricsAcc, MetricsSummary, Split, Task, VoltageEnv};
+use voltarena_env::{MetricsAcc, MetricsSummary, Split, Task, VoltageEnv};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,39 +30,21 @@ pub struct Args {
     sets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    None,
-    Random,
-    Droop,
-    /// A controller of the OFO family, configured in a `voltarena baseline` config.
-    Ofo,
-    /// A trained run directory.
-    Rl,
-}
-
+/// One controller of the comparison: a registry entry (`kind = ...` and its settings, see
+/// `voltarena_baselines::spec`) with a name and, optionally, what sits in front of it. A trained run
+/// (`kind = "rl"`, `run = ...`) keeps its own dead zone and safety layer unless `safety` /
+/// `dead_zone` are given here (written into results.json as overridden).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     pub name: String,
-    pub kind: Kind,
-    /// RL: the run directory.
-    #[serde(default)]
-    pub run: Option<PathBuf>,
-    /// RL: "best" (default) or "last".
-    #[serde(default)]
-    pub checkpoint: Option<String>,
-    /// OFO: the baseline config holding the controller's parameters, and the controller's name.
-    #[serde(default)]
-    pub ofo_config: Option<PathBuf>,
-    #[serde(default)]
-    pub ofo: Option<String>,
-    #[serde(default)]
-    pub droop: Option<DroopSpec>,
     /// Safety layer in front of this controller.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyConfig>,
+    /// Action dead zone in [0, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_zone: Option<f64>,
+    #[serde(flatten)]
+    pub controller: ControllerSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +58,7 @@ pub struct Config {
     pub seed: u64,
     #[serde(default)]
     pub backend: Option<Backend>,
+    #[serde(default)]
     pub controllers: Vec<Entry>,
 }
 
@@ -94,45 +75,17 @@ struct EntryResult {
     bus_violation_rate: Vec<f64>,
     /// Error that prevented the run (the other entries still ran).
     error: Option<String>,
-}
-
-fn build(e: &Entry, task: &Arc<Task>) -> Result<Box<dyn Controller>, String> {
-    Ok(match e.kind {
-        Kind::None => Box::new(NoControl),
-        Kind::Random => Box::new(RandomControl::default()),
-        Kind::Droop => Box::new(e.droop.clone().unwrap_or_else(crate::config::default_droop).build().map_err(|x| x.to_string())?),
-        Kind::Ofo => {
-            let path = e.ofo_config.as_ref().ok_or("kind = \"ofo\" needs ofo_config")?;
-            let name = e.ofo.as_deref().ok_or("kind = \"ofo\" needs ofo = \"<controller name>\"")?;
-            crate::config::ofo_from_config(path, name, task).map_err(|x| match x {
-                crate::config::OfoLoadError::Config(m) | crate::config::OfoLoadError::NotApplicable(m) => m,
-            })?
-        }
-        Kind::Rl => {
-            let run = e.run.as_ref().ok_or("kind = \"rl\" needs run = \"<run directory>\"")?;
-            let cfg_path = run.join("config.toml");
-            let doc = crate::config::read_toml(&cfg_path, &[]).map_err(|x| match x {
-                CliError::Input(m) | CliError::Other(m) => m,
-            })?;
-            let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| format!("{}: {}", cfg_path.display(), x.message()))?;
-            let run_task = Task::load(&cfg.task).map_err(|x| x.to_string())?;
-            if run_task.spec.name != task.spec.name || run_task.obs_dim() != task.obs_dim() {
-                return Err(format!("{}: trained on task '{}', not '{}'", run.display(), run_task.spec.name, task.spec.name));
-            }
-            let which = e.checkpoint.as_deref().unwrap_or("best");
-            let dir = run.join(if which == "last" { "checkpoint" } else { which });
-            if !dir.join("actor.ot").exists() {
-                return Err(format!("{}: no checkpoint ({} missing)", run.display(), dir.join("actor.ot").display()));
-            }
-            Box::new(RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim())?)
-        }
-    })
+    /// What was deployed (dead zone, safety layer; for runs the checkpoint and any override).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<crate::controllers::DeployInfo>,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
     let source = args.config.display().to_string();
-    let doc = crate::config::read_toml(&args.config, &args.sets)?;
-    let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
+    let mut doc = crate::config::read_toml(&args.config, &args.sets)?;
+    let controllers = crate::controllers::take_entries(&mut doc, "controllers", &source)?;
+    let mut cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
+    cfg.controllers = controllers;
     if cfg.episodes == 0 || cfg.controllers.is_empty() {
         return Err(CliError::Input(format!("{source}: needs episodes ≥ 1 and at least one [[controllers]]")));
     }
@@ -152,15 +105,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let seeds: Vec<u64> = (0..cfg.episodes as u64).map(|i| cfg.seed + i).collect();
     for e in &cfg.controllers {
         order.push(e.name.clone());
-        let built = build(e, &task).and_then(|c| {
-            let layer = SafetyLayer::new(&task, e.safety.unwrap_or_default()).map_err(|x| x.to_string())?;
-            Ok((c, layer))
-        });
-        let (mut ctl, mut layer) = match built {
+        let overrides = Overrides { dead_zone: e.dead_zone, safety: e.safety };
+        let (mut deployed, info) = match crate::controllers::deploy(&e.controller, &task, overrides, &Faults::default()) {
             Ok(x) => x,
-            Err(msg) => {
+            Err(fail) => {
+                let msg = fail.message().to_string();
                 eprintln!("warning: {}: {msg}", e.name);
-                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, bus_violation_rate: Vec::new(), error: Some(msg) });
+                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, bus_violation_rate: Vec::new(), error: Some(msg), deployment: None });
                 continue;
             }
         };
@@ -169,7 +120,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         // Steps at which each monitored bus is outside [v_min, v_max] (per-bus heat map).
         let mut bus_viol = vec![0usize; task.metric_buses.len()];
         let (vmin, vmax) = (task.spec.v_min, task.spec.v_max);
-        let ev = voltarena_env::controller::evaluate(&mut env, ctl.as_mut(), Some(&mut layer), cfg.split, &seeds, &mut |i, env, s| {
+        let ev = voltarena_env::deploy::evaluate(&mut env, &mut deployed, cfg.split, &seeds, &mut |i, env, s| {
             if i == 0 {
                 let t = lo.len() as f64 + 1.0;
                 lo.push((t, s.metrics.v_min_pu));
@@ -189,6 +140,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 safety_intervention_rate: ev.interventions as f64 / ev.steps.max(1) as f64,
                 bus_violation_rate: bus_viol.iter().map(|&c| c as f64 / ev.steps.max(1) as f64).collect(),
                 error: None,
+                deployment: Some(info),
             },
         );
         envelopes.push((e.name.clone(), lo, hi));

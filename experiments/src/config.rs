@@ -37,28 +37,3 @@ pub fn read_toml(path: &Path, sets: &[String]) -> Result<toml::Value, CliError> 
     apply_sets(&mut doc, sets).map_err(CliError::Input)?;
     Ok(doc)
 }
-
-/// An OFO-family controller configured in a `voltarena baseline` config file (`[controllers]`).
-pub fn ofo_from_config(path: &Path, name: &str, task: &voltarena_env::Task) -> Result<Box<dyn voltarena_env::Controller>, OfoLoadError> {
-    let doc = read_toml(path, &[]).map_err(|e| OfoLoadError::Config(match e {
-        CliError::Input(m) | CliError::Other(m) => m,
-    }))?;
-    let set: voltarena_baselines::suite::ControllerSet = doc
-        .get("controllers")
-        .cloned()
-        .ok_or_else(|| OfoLoadError::Config(format!("{}: no [controllers]", path.display())))?
-        .try_into()
-        .map_err(|e: toml::de::Error| OfoLoadError::Config(format!("{}: {}", path.display(), e.message())))?;
-    set.build(name, task, &voltarena_baselines::suite::Faults::default()).map_err(|e| OfoLoadError::NotApplicable(e.to_string()))
-}
-
-/// Why an OFO controller could not be loaded: a bad config, or a task it does not apply to.
-pub enum OfoLoadError {
-    Config(String),
-    NotApplicable(String),
-}
-
-/// The droop used when an entry gives no settings: the default curve with a first-order lag of 0.1.
-pub fn default_droop() -> voltarena_baselines::suite::DroopSpec {
-    voltarena_baselines::suite::DroopSpec { preset: None, curve: None, q_frac: None, smoothing: Some(0.1) }
-}

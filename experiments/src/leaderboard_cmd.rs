@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use voltarena_agents::policy::RlPolicy;
+use voltarena_agents::run::{Overrides, RunDir};
 use voltarena_agents::train::{Logger, TrainConfig, Trainer};
-use voltarena_baselines::suite::DroopSpec;
-use voltarena_env::controller::NoControl;
-use voltarena_env::safety::{SafetyConfig, SafetyLayer};
-use voltarena_env::{Controller, MetricsSummary, Split, Task, VoltageEnv};
+use voltarena_baselines::{ControllerSpec, Faults};
+use voltarena_env::deploy::{Checkpoint, Deployed, Deployment};
+use voltarena_env::safety::SafetyConfig;
+use voltarena_env::{MetricsSummary, Split, Task, VoltageEnv};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,38 +49,38 @@ pub struct Args {
     collect: Option<PathBuf>,
 }
 
+/// One controller of a suite: a registry entry (`kind = ...` with its settings, see
+/// `voltarena_baselines::spec`), a name, what sits in front of it, and for RL how each seed's run
+/// is obtained (trained by the suite from `train`, or reused from `runs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct SuiteEntry {
     pub name: String,
-    /// "none", "droop", "ofo" or "rl".
-    pub kind: String,
-    #[serde(default)]
-    pub droop: Option<DroopSpec>,
-    #[serde(default)]
-    pub ofo_config: Option<PathBuf>,
-    #[serde(default)]
-    pub ofo: Option<String>,
     /// RL: the training config and overrides (`key=value`); the task is set by the suite.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set: Vec<String>,
     /// Extra overrides for one task, e.g. `set_by_task = { rural2_96 = ["total_steps=2400"] }`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub set_by_task: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+    /// Safety layer in front of the controller; for RL it replaces the run's own (recorded as an
+    /// override in leaderboard.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyConfig>,
+    /// Action dead zone in [0, 1); for RL it replaces the run's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_zone: Option<f64>,
     /// RL: evaluate already trained run directories instead of training, per task, one per suite
     /// seed (in the order of `seeds`), e.g. `runs = { mapdn33 = ["runs/a", "runs/b"] }`. With
     /// `train` also given, each run's config must equal the entry's resolved config (same hash, the
     /// run's own seed), so a leaderboard never mixes up what was trained.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub runs: BTreeMap<String, Vec<PathBuf>>,
-    /// RL with `runs`: which checkpoint of each run, "last" (default, as for runs the suite trains)
-    /// or "best" (best validation CR).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
+    /// The controller (RL with `runs`: `checkpoint = "best"` (default: the best validation policy,
+    /// the last checkpoint where a run kept none) or `"last"`; runs the suite trains deploy their
+    /// last checkpoint).
+    #[serde(flatten)]
+    pub controller: ControllerSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +91,7 @@ pub struct Suite {
     pub seeds: Vec<u64>,
     #[serde(default = "ten")]
     pub eval_episodes: usize,
+    #[serde(default)]
     pub controllers: Vec<SuiteEntry>,
 }
 
@@ -120,6 +121,12 @@ pub struct EntryOut {
     /// Reused run directories (RL entries with `runs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_dirs: Vec<String>,
+    /// What sat between the controller and the grid (for RL: the runs' own dead zone and safety
+    /// layer, unless `deployment_overridden` names the parts the entry replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_overridden: Vec<String>,
 }
 
 /// FNV-1a 64-bit of a text (a stable content hash for provenance).
@@ -151,104 +158,82 @@ impl Logger for Quiet {
     }
 }
 
-/// libtorch's generator is process-global: network initialisation happens one job at a time so
-/// that parallel jobs stay reproducible (training itself uses each job's own generators).
-static TORCH_INIT: Mutex<()> = Mutex::new(());
+/// What one (task, controller, seed) job gives: its metrics, the training-config hash (RL), the
+/// deployment and what of it the entry overrode.
+type JobOk = (MetricsSummary, Option<String>, Deployment, Vec<String>);
 
-fn eval_controller(task: &Arc<Task>, ctl: &mut dyn Controller, safety: Option<SafetyConfig>, seed: u64, episodes: usize) -> Result<MetricsSummary, String> {
+fn eval_deployed(task: &Arc<Task>, deployed: &mut Deployed, seed: u64, episodes: usize) -> Result<MetricsSummary, String> {
     let mut env = VoltageEnv::new(task.clone()).map_err(|e| e.to_string())?;
-    let mut layer = SafetyLayer::new(task, safety.unwrap_or_default()).map_err(|e| e.to_string())?;
     let seeds: Vec<u64> = (0..episodes as u64).map(|i| 100 * seed + i).collect();
-    let ev = voltarena_env::controller::evaluate(&mut env, ctl, Some(&mut layer), Split::Test, &seeds, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
+    let ev = voltarena_env::deploy::evaluate(&mut env, deployed, Split::Test, &seeds, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
     Ok(ev.metrics)
 }
 
-/// One (task, controller, seed) job: Ok(summary), or Err((status, message)).
-fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes: usize, run_dir: &Path) -> Result<(MetricsSummary, Option<String>), (String, String)> {
+/// The resolved training config of an RL entry for one task and seed, and its text (hashed).
+fn resolve_train(e: &SuiteEntry, path: &Path, task_name: &str, seed: u64) -> Result<(TrainConfig, String), String> {
+    let mut sets = e.set.clone();
+    sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
+    sets.push(format!("task=\"{task_name}\""));
+    sets.push(format!("seed={seed}"));
+    let doc = crate::config::read_toml(path, &sets).map_err(|x| match x { CliError::Input(m) | CliError::Other(m) => m })?;
+    let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| format!("{}: {}", path.display(), x.message()))?;
+    cfg.validate().map_err(|x| format!("{}: {x}", path.display()))?;
+    let text = toml::to_string(&cfg).unwrap_or_default();
+    Ok((cfg, text))
+}
+
+/// One (task, controller, seed) job: Ok(metrics, ...), or Err((status, message)).
+fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes: usize, run_dir: &Path) -> Result<JobOk, (String, String)> {
     let err = |m: String| ("error".to_string(), m);
     let task = Arc::new(Task::load(task_name).map_err(|x| err(x.to_string()))?);
-    match e.kind.as_str() {
-        "none" => eval_controller(&task, &mut NoControl, e.safety, seed, episodes).map(|m| (m, None)).map_err(err),
-        "droop" => {
-            let mut d = e.droop.clone().unwrap_or_else(crate::config::default_droop).build().map_err(|x| err(x.to_string()))?;
-            eval_controller(&task, &mut d, e.safety, seed, episodes).map(|m| (m, None)).map_err(err)
-        }
-        "ofo" => {
-            let path = e.ofo_config.as_ref().ok_or_else(|| err("kind = \"ofo\" needs ofo_config".into()))?;
-            let name = e.ofo.as_deref().ok_or_else(|| err("kind = \"ofo\" needs ofo".into()))?;
-            // A controller that does not apply to the task (OFO needs an inverter at every bus) is
-            // "n/a", not an error.
-            let mut c = crate::config::ofo_from_config(path, name, &task).map_err(|x| match x {
-                crate::config::OfoLoadError::Config(m) => err(m),
-                crate::config::OfoLoadError::NotApplicable(m) => ("n/a".to_string(), m),
-            })?;
-            eval_controller(&task, c.as_mut(), e.safety, seed, episodes).map(|m| (m, None)).map_err(err)
-        }
-        "rl" if e.runs.contains_key(task_name) => {
+    let overrides = Overrides { dead_zone: e.dead_zone, safety: e.safety };
+    let (run, which, hash) = match &e.controller {
+        ControllerSpec::Rl { checkpoint, .. } if e.runs.contains_key(task_name) => {
+            // A reused run directory: it must have been trained with this entry's config.
             let runs = &e.runs[task_name];
-            let run = runs.get(seed_pos).ok_or_else(|| err(format!("runs.{task_name} lists {} run directories for {} seeds", runs.len(), seed_pos + 1)))?;
-            let cfg_path = run.join("config.toml");
-            if !cfg_path.exists() {
-                return Err(err(format!("run directory {}: missing (no config.toml)", run.display())));
-            }
-            let doc = crate::config::read_toml(&cfg_path, &[]).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
-            let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| err(format!("{}: {}", cfg_path.display(), x.message())))?;
+            let dir = runs.get(seed_pos).ok_or_else(|| err(format!("runs.{task_name} lists {} run directories for {} seeds", runs.len(), seed_pos + 1)))?;
+            let run = RunDir::open(dir).map_err(|x| err(x.to_string()))?;
+            let cfg = run.config();
             if cfg.task != task_name {
-                return Err(err(format!("run directory {}: trained on task '{}', not '{task_name}'", run.display(), cfg.task)));
+                return Err(err(format!("run directory {}: trained on task '{}', not '{task_name}'", dir.display(), cfg.task)));
             }
-            let text = toml::to_string(&cfg).unwrap_or_default();
+            let text = toml::to_string(cfg).unwrap_or_default();
             if let Some(path) = &e.train {
-                let mut sets = e.set.clone();
-                sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
-                sets.push(format!("task=\"{task_name}\""));
-                sets.push(format!("seed={}", cfg.seed));
-                let doc = crate::config::read_toml(path, &sets).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
-                let want: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| err(format!("{}: {}", path.display(), x.message())))?;
-                let want_text = toml::to_string(&want).unwrap_or_default();
+                let (_, want_text) = resolve_train(e, path, task_name, cfg.seed).map_err(err)?;
                 if want_text != text {
                     return Err(err(format!(
                         "config hash mismatch: run directory {} was trained with config {} but the entry resolves {} to {}",
-                        run.display(), fnv(&text), path.display(), fnv(&want_text)
+                        dir.display(), fnv(&text), path.display(), fnv(&want_text)
                     )));
                 }
             }
-            let which = e.checkpoint.as_deref().unwrap_or("last");
-            let ckpt = match which {
-                "last" => run.join("checkpoint"),
-                "best" => run.join("best"),
-                other => return Err(err(format!("checkpoint = \"{other}\": expected \"last\" or \"best\""))),
-            };
-            let mut policy = {
-                let _g = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-                RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim()).map_err(|m| err(format!("run directory {}: {m}", run.display())))?
-            };
-            let safety = if cfg.safety.kind != voltarena_env::safety::SafetyKind::None { Some(cfg.safety) } else { e.safety };
-            eval_controller(&task, &mut policy, safety, seed, episodes).map(|m| (m, Some(fnv(&text)))).map_err(err)
+            (run, checkpoint.unwrap_or_default(), fnv(&text))
         }
-        "rl" => {
-            let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\"".into()))?;
-            let mut sets = e.set.clone();
-            sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
-            sets.push(format!("task=\"{task_name}\""));
-            sets.push(format!("seed={seed}"));
-            let doc = crate::config::read_toml(path, &sets).map_err(|x| err(match x { CliError::Input(m) | CliError::Other(m) => m }))?;
-            let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| err(format!("{}: {}", path.display(), x.message())))?;
-            let text = toml::to_string(&cfg).unwrap_or_default();
-            let mut trainer = {
-                let _g = TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner());
-                Trainer::new(cfg.clone()).map_err(|x| err(x.to_string()))?
-            };
+        ControllerSpec::Rl { .. } => {
+            let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\" (or runs = { <task> = [<run directory per seed>] })".into()))?;
+            let (cfg, text) = resolve_train(e, path, task_name, seed).map_err(err)?;
+            let mut trainer = Trainer::new(cfg).map_err(|x| err(x.to_string()))?;
             trainer.run(&mut Quiet).map_err(|x| err(x.to_string()))?;
             std::fs::create_dir_all(run_dir).map_err(|x| err(x.to_string()))?;
-            let _ = atomic::write(&run_dir.join("config.toml"), text.as_bytes());
+            atomic::write(&run_dir.join("config.toml"), text.as_bytes()).map_err(|x| err(x.to_string()))?;
             crate::train_cmd::atomic_dir(&run_dir.join("checkpoint"), |d| trainer.save(d)).map_err(err)?;
-            let mut policy = RlPolicy::load(&cfg, &run_dir.join("checkpoint"), task.n_agents(), task.obs_dim(), task.state_dim()).map_err(err)?;
-            // The run's own safety layer (if any) is part of the deployed system.
-            let safety = if cfg.safety.kind != voltarena_env::safety::SafetyKind::None { Some(cfg.safety) } else { e.safety };
-            eval_controller(&task, &mut policy, safety, seed, episodes).map(|m| (m, Some(fnv(&text)))).map_err(err)
+            (RunDir::open(run_dir).map_err(|x| err(x.to_string()))?, Checkpoint::Last, fnv(&text))
         }
-        other => Err(err(format!("unknown controller kind '{other}'; expected none, droop, ofo or rl"))),
-    }
+        other => {
+            // A controller that does not apply to the task is "n/a", not an error.
+            let (mut deployed, info) = crate::controllers::deploy(other, &task, overrides, &Faults::default()).map_err(|f| match f {
+                crate::controllers::DeployFailure::NotApplicable(m) => ("n/a".to_string(), m),
+                crate::controllers::DeployFailure::Error(m) => err(m),
+            })?;
+            let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
+            return Ok((m, None, info.deployment, Vec::new()));
+        }
+    };
+    // The deployed run: its own dead zone and safety layer unless the entry overrides them.
+    let (mut deployed, info) = crate::controllers::deploy_run(&run, &task, which, overrides).map_err(|f| err(f.message().to_string()))?;
+    let overridden = info.run.as_ref().map(|r| r.overridden.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+    let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
+    Ok((m, Some(hash), info.deployment, overridden))
 }
 
 /// Number of leaderboard entries: entry k is (tasks[k / n_controllers], controllers[k % n_controllers]).
@@ -269,7 +254,7 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
     let mut queue: Vec<(usize, (usize, usize))> = work.iter().copied().enumerate().collect();
     queue.reverse();
     let queue = Mutex::new(queue);
-    type JobResult = Result<(MetricsSummary, Option<String>), (String, String)>;
+    type JobResult = Result<JobOk, (String, String)>;
     let results: Mutex<BTreeMap<usize, JobResult>> = Mutex::new(BTreeMap::new());
     let bar = indicatif::ProgressBar::new(work.len() as u64);
     std::thread::scope(|sc| {
@@ -301,16 +286,22 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
             summary: BTreeMap::new(),
             train_config_hash: None,
             run_dirs: e.runs.get(t).map(|r| r.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default(),
+            deployment: None,
+            deployment_overridden: Vec::new(),
         };
         for (idx, &(kk, _)) in work.iter().enumerate() {
             if kk != k {
                 continue;
             }
             match &results[&idx] {
-                Ok((m, h)) => {
+                Ok((m, h, d, o)) => {
                     out.per_seed.push(m.clone());
                     if out.train_config_hash.is_none() {
                         out.train_config_hash = h.clone();
+                    }
+                    if out.deployment.is_none() {
+                        out.deployment = Some(*d);
+                        out.deployment_overridden = o.clone();
                     }
                 }
                 Err((status, msg)) => {
@@ -408,8 +399,10 @@ fn html(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
 }
 
 fn read_suite(path: &Path) -> Result<(Suite, String), CliError> {
-    let doc = crate::config::read_toml(path, &[])?;
-    let suite: Suite = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{}: {}", path.display(), e.message())))?;
+    let mut doc = crate::config::read_toml(path, &[])?;
+    let controllers = crate::controllers::take_entries(&mut doc, "controllers", &path.display().to_string())?;
+    let mut suite: Suite = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{}: {}", path.display(), e.message())))?;
+    suite.controllers = controllers;
     if suite.tasks.is_empty() || suite.seeds.is_empty() || suite.controllers.is_empty() || suite.eval_episodes == 0 {
         return Err(CliError::Input(format!("{}: needs tasks, seeds, controllers and eval_episodes ≥ 1", path.display())));
     }
@@ -529,12 +522,22 @@ fn emit_slurm(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Resul
     Ok(())
 }
 
+/// A stored suite with JSON `null`s read as absent keys (leaderboards written before the controller
+/// registry stored every unused option as `null`).
+fn absent_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, absent_nulls(x))).collect()),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(absent_nulls).collect()),
+        other => other,
+    }
+}
+
 pub fn run(args: Args) -> Result<(), CliError> {
     if let Some(dir) = &args.verify {
         let path = dir.join("leaderboard.json");
         let text = std::fs::read_to_string(&path).map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
         let stored: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
-        let suite: Suite = serde_json::from_value(stored["suite"].clone()).map_err(|e| CliError::Input(format!("{}: suite: {e}", path.display())))?;
+        let suite: Suite = serde_json::from_value(absent_nulls(stored["suite"].clone())).map_err(|e| CliError::Input(format!("{}: suite: {e}", path.display())))?;
         let old: Vec<EntryOut> = serde_json::from_value(stored["entries"].clone()).map_err(|e| CliError::Input(format!("{}: entries: {e}", path.display())))?;
         let tmp = std::env::temp_dir().join(format!("voltarena-verify-{}", std::process::id()));
         let new = run_suite(&suite, &tmp, args.jobs, None)?;
@@ -564,7 +567,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         for k in 0..n_entries(&suite) {
             let f = cdir.join("entries").join(format!("{k}.json"));
             let (t, c) = (&suite.tasks[k / nc], &suite.controllers[k % nc].name);
-            let missing = |m: String| EntryOut { task: t.clone(), controller: c.clone(), status: "missing".into(), message: Some(m), seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None, run_dirs: Vec::new() };
+            let missing = |m: String| EntryOut { task: t.clone(), controller: c.clone(), status: "missing".into(), message: Some(m), seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None, run_dirs: Vec::new(), deployment: None, deployment_overridden: Vec::new() };
             let entry = match std::fs::read_to_string(&f) {
                 Err(e) => missing(format!("{}: {e} (array task {k} did not finish)", f.display())),
                 Ok(text) => match serde_json::from_str::<EntryFile>(&text) {

@@ -7,6 +7,7 @@ mod atomic;
 mod baseline_cmd;
 mod compare_cmd;
 mod config;
+mod controllers;
 mod curves_cmd;
 mod leaderboard_cmd;
 mod plot;

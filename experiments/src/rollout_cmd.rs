@@ -1,27 +1,26 @@
-//! `voltarena rollout --task NAME --controller none|random|droop [--steps N] [--backend ac|lindistflow]
-//! [--seed K] [--split train|val|test] [--json]`
+//! `voltarena rollout --task NAME --controller none|random|droop|centralized|nested|two_metric|qu2020|tang2024|rl
+//! [--run RUN_DIR] [--checkpoint best|last] [--steps N] [--backend ac|lindistflow] [--seed K]
+//! [--split train|val|test] [--safety none|projection|cbf] [--json]`
 //!
 //! Runs episodes back to back (episode e is reset with seed K + e) until N steps have been taken
 //! (default: one episode) and reports the aggregate metrics. With `--json`:
 //! `{"steps": N, "wall_seconds": s, "steps_per_second": x, "metrics": {"cr": .., "ql": ..,
 //! "avv_max": .., "violation_rate": .., "loss_kwh": .., "divergences": ..}}` plus extra fields.
+//! Controllers come from the registry with their default settings (`voltarena_baselines::spec`);
+//! `rl` deploys a trained run behind its own dead zone and safety layer unless `--safety` or
+//! `--dead-zone` says otherwise.
 
 use crate::CliError;
 use clap::ValueEnum;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-use voltarena_baselines::Droop;
-use voltarena_env::controller::{NoControl, RandomControl};
+use voltarena_agents::run::Overrides;
+use voltarena_baselines::{ControllerSpec, Faults};
+use voltarena_env::deploy::Checkpoint;
+use voltarena_env::safety::{SafetyConfig, SafetyKind};
 use voltarena_env::task::Backend;
-use voltarena_env::{Controller, MetricsAcc, ResetOptions, Split, Task, VoltageEnv};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ControllerArg {
-    None,
-    Random,
-    Droop,
-}
+use voltarena_env::{MetricsAcc, ResetOptions, Split, Task, VoltageEnv};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BackendArg {
@@ -41,8 +40,15 @@ pub struct Args {
     /// Built-in task name (see `voltarena task list`) or a task TOML file.
     #[arg(long)]
     task: String,
-    #[arg(long, value_enum)]
-    controller: ControllerArg,
+    /// A controller of the registry, with its default settings.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(ControllerSpec::NAMES))]
+    controller: String,
+    /// `--controller rl`: the run directory to deploy.
+    #[arg(long, value_name = "RUN_DIR")]
+    run: Option<std::path::PathBuf>,
+    /// `--controller rl`: which checkpoint.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
     /// Total steps (default: one episode).
     #[arg(long)]
     steps: Option<usize>,
@@ -54,9 +60,12 @@ pub struct Args {
     seed: u64,
     #[arg(long, value_enum, default_value = "test")]
     split: SplitArg,
-    /// Safety layer between the controller and the grid.
-    #[arg(long, default_value = "none")]
-    safety: String,
+    /// Safety layer between the controller and the grid (default: none; for `rl`, the run's own).
+    #[arg(long)]
+    safety: Option<String>,
+    /// Action dead zone in [0, 1) (default: 0; for `rl`, the run's own).
+    #[arg(long)]
+    dead_zone: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -94,6 +103,8 @@ struct Output {
     metrics: Metrics,
     task: String,
     controller: String,
+    /// Dead zone and safety layer in front of the controller (and, for `rl`, the run deployed).
+    deployment: crate::controllers::DeployInfo,
     backend: Backend,
     split: Split,
     seed: u64,
@@ -113,25 +124,29 @@ pub fn run(args: Args) -> Result<(), CliError> {
         SplitArg::Test => Split::Test,
     };
     let mut env = VoltageEnv::with_backend(task.clone(), backend).map_err(|e| CliError::Input(format!("{}: {e}", args.task)))?;
-    let mut controller: Box<dyn Controller> = match args.controller {
-        ControllerArg::None => Box::new(NoControl),
-        ControllerArg::Random => Box::new(RandomControl::default()),
-        ControllerArg::Droop => Box::new(Droop::default()),
+    let mut spec = ControllerSpec::from_name(&args.controller).ok_or_else(|| CliError::Input(format!("--controller: unknown controller '{}'", args.controller)))?;
+    if let ControllerSpec::Rl { run, checkpoint } = &mut spec {
+        *run = Some(args.run.clone().ok_or_else(|| CliError::Input("--controller rl needs --run RUN_DIR".into()))?);
+        *checkpoint = Some(args.checkpoint.parse::<Checkpoint>().map_err(|e| CliError::Input(format!("--checkpoint: {e}")))?);
+    } else if args.run.is_some() {
+        return Err(CliError::Input("--run is for --controller rl".into()));
+    }
+    let safety = match &args.safety {
+        None => None,
+        Some(s) => Some(SafetyConfig { kind: s.parse::<SafetyKind>().map_err(|e| CliError::Input(format!("--safety: {e}")))?, ..Default::default() }),
     };
+    let overrides = Overrides { dead_zone: args.dead_zone, safety };
+    let (mut controller, info) = crate::controllers::deploy(&spec, &task, overrides, &Faults::default()).map_err(|e| CliError::Input(format!("--controller {}: {}", args.controller, e.message())))?;
     let total_steps = args.steps.unwrap_or(task.spec.episode_steps);
     if total_steps == 0 {
         return Err(CliError::Input("--steps must be at least 1".into()));
     }
-    let safety_kind: voltarena_env::safety::SafetyKind = args.safety.parse().map_err(CliError::Input)?;
-    let mut layer = voltarena_env::safety::SafetyLayer::new(&task, voltarena_env::safety::SafetyConfig { kind: safety_kind, ..Default::default() })
-        .map_err(|e| CliError::Input(format!("--safety: {e}")))?;
-    let mut proposed = vec![0.0; env.n_agents()];
+    let safety_kind = info.deployment.safety.kind;
     let opts = ResetOptions { split, ..Default::default() };
     let mut total = MetricsAcc::new(task.network.n_bus());
     let mut actions = vec![0.0; env.n_agents()];
     let mut steps = 0;
     let mut episodes = 0;
-    let (mut filter_s, mut filter_max) = (0.0f64, 0.0f64);
     let t0 = Instant::now();
     while steps < total_steps {
         let seed = args.seed.wrapping_add(episodes as u64);
@@ -139,11 +154,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         controller.reset(&env, seed);
         episodes += 1;
         loop {
-            controller.act(&env, &mut proposed);
-            let tf = Instant::now();
-            layer.filter(&env, &proposed, &mut actions);
-            let dt = tf.elapsed().as_secs_f64();
-            (filter_s, filter_max) = (filter_s + dt, filter_max.max(dt));
+            controller.act(&env, &mut actions);
             let s = env.step(&actions).map_err(|e| CliError::Other(e.to_string()))?;
             steps += 1;
             if s.terminated || s.truncated || steps >= total_steps {
@@ -154,6 +165,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let wall = t0.elapsed().as_secs_f64();
     let m = total.summary(&task.bus_id);
+    let st = *controller.pipeline().stats();
     let out = Output {
         steps,
         wall_seconds: wall,
@@ -168,15 +180,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
             avv_max_bus: m.avv_max_bus,
             violation_pu_mean: m.violation_pu_mean,
             q_kvarh: m.q_kvarh,
-            safety_intervention_rate: layer.interventions as f64 / steps.max(1) as f64,
-            safety_mean_correction: layer.correction_sum / steps.max(1) as f64,
-            safety_infeasible: layer.infeasible,
-            safety_fallbacks: layer.fallbacks,
+            safety_intervention_rate: st.interventions as f64 / steps.max(1) as f64,
+            safety_mean_correction: st.correction_sum / steps.max(1) as f64,
+            safety_infeasible: st.infeasible,
+            safety_fallbacks: st.fallbacks,
         },
-        safety_us_mean: 1e6 * filter_s / steps.max(1) as f64,
-        safety_us_max: 1e6 * filter_max,
+        safety_us_mean: 1e6 * st.filter_seconds / steps.max(1) as f64,
+        safety_us_max: 1e6 * st.filter_max_seconds,
         task: task.spec.name.clone(),
         controller: controller.name().to_string(),
+        deployment: info,
         backend,
         split,
         seed: args.seed,
@@ -193,7 +206,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         println!("  losses (kWh)    {:.2}", m.loss_kwh);
         println!("  |q| (kvarh)     {:.2}", m.q_kvarh);
         println!("  divergences     {}", m.divergences);
-        if safety_kind != voltarena_env::safety::SafetyKind::None {
+        if let Some(run) = &out.deployment.run {
+            println!("  run             {} ({}), dead zone {}{}", run.run, run.checkpoint, run.deployment.dead_zone, if run.overridden.is_empty() { String::new() } else { format!(", overridden: {}", run.overridden.join(", ")) });
+        }
+        if safety_kind != SafetyKind::None {
             println!("  safety          {:?}: intervened in {:.1} % of steps, mean correction {:.3}, {} infeasible, {} interior-point fallbacks; {:.1} µs per step (max {:.0})", safety_kind,
                 100.0 * out.metrics.safety_intervention_rate, out.metrics.safety_mean_correction, out.metrics.safety_infeasible, out.metrics.safety_fallbacks, out.safety_us_mean, out.safety_us_max);
         }

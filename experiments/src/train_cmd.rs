@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tensorboard_rs::summary_writer::SummaryWriter;
 use voltarena_agents::matd3::UpdateInfo;
-use voltarena_agents::policy::RlPolicy;
+use voltarena_agents::run::{existing_checkpoint as existing, Overrides, RunDir};
 use voltarena_agents::train::{evaluate, Logger, TrainConfig, Trainer};
+use voltarena_env::deploy::Checkpoint;
 use voltarena_env::{MetricsSummary, Split, Task};
 
 #[derive(clap::Args)]
@@ -87,16 +88,6 @@ pub fn atomic_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<(), String>) ->
     std::fs::rename(&tmp, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
-}
-
-/// The checkpoint folder to read: `name`, or `name.old` if a swap was interrupted.
-fn existing(dir: &Path) -> Option<PathBuf> {
-    if dir.join("progress.json").exists() {
-        return Some(dir.to_path_buf());
-    }
-    let name = dir.file_name()?.to_string_lossy().into_owned();
-    let old = dir.with_file_name(format!("{name}.old"));
-    old.join("progress.json").exists().then_some(old)
 }
 
 struct RunLogger {
@@ -188,6 +179,7 @@ fn load_config(doc: toml::Value, source: &str) -> Result<TrainConfig, CliError> 
 }
 
 pub fn train(args: TrainArgs) -> Result<(), CliError> {
+    let mut trainer = None;
     let (cfg, dir, resume_from) = match &args.resume {
         Some(run) => {
             let path = run.join("config.toml");
@@ -204,6 +196,9 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
                 doc.as_table_mut().map(|t| t.insert("seed".into(), toml::Value::Integer(seed as i64)));
             }
             let cfg = load_config(doc, &path.display().to_string())?;
+            // Validate and build everything before the run directory exists, so that a config that
+            // fails at start leaves nothing behind.
+            trainer = Some(Trainer::new(cfg.clone()).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?);
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
             // A fresh directory: create_dir fails if it exists, so parallel runs never share one.
             std::fs::create_dir_all(&args.runs_dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", args.runs_dir.display())))?;
@@ -220,8 +215,10 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             (cfg, dir, None)
         }
     };
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
-    let mut trainer = Trainer::new(cfg.clone()).map_err(|e| CliError::Input(e.to_string()))?;
+    let mut trainer = match trainer {
+        Some(t) => t,
+        None => Trainer::new(cfg.clone()).map_err(|e| CliError::Input(format!("{}: {e}", dir.join("config.toml").display())))?,
+    };
     if let Some(ckpt) = &resume_from {
         trainer.resume(ckpt).map_err(|e| CliError::Input(e.to_string()))?;
     } else {
@@ -321,25 +318,17 @@ struct EvalOut {
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), CliError> {
-    let cfg_path = args.run_dir.join("config.toml");
-    let cfg = load_config(crate::config::read_toml(&cfg_path, &[])?, &cfg_path.display().to_string())?;
+    let run = RunDir::open(&args.run_dir).map_err(|e| CliError::Input(e.to_string()))?;
     let split: Split = args.split.parse().map_err(CliError::Input)?;
-    let which = match args.checkpoint.as_str() {
-        "best" | "last" => args.checkpoint.clone(),
-        other => return Err(CliError::Input(format!("--checkpoint: expected best or last, got '{other}'"))),
-    };
-    let wanted = args.run_dir.join(if which == "best" { "best" } else { "checkpoint" });
-    let ckpt = existing(&wanted)
-        .or_else(|| existing(&args.run_dir.join("checkpoint")))
-        .ok_or_else(|| CliError::Input(format!("{}: no checkpoint found (best/ or checkpoint/)", args.run_dir.display())))?;
-    let task = Arc::new(Task::load(&cfg.task).map_err(|e| CliError::Input(e.to_string()))?);
-    let mut policy = RlPolicy::load(&cfg, &ckpt, task.n_agents(), task.obs_dim(), task.state_dim())
-        .and_then(|p| p.with_safety(&task, cfg.safety))
-        .map_err(CliError::Input)?;
+    let which: Checkpoint = args.checkpoint.parse().map_err(|e| CliError::Input(format!("--checkpoint: {e}")))?;
     if args.episodes == 0 {
         return Err(CliError::Input("--episodes must be at least 1".into()));
     }
-    let (ret, m) = evaluate(&task, &mut policy, split, args.episodes, 0).map_err(|e| CliError::Other(e.to_string()))?;
+    let task = Arc::new(Task::load(&run.config().task).map_err(|e| CliError::Input(e.to_string()))?);
+    // The deployed system: the actor behind the run's own dead zone and safety layer.
+    let (mut deployed, record) = run.deploy(&task, which, &Overrides::default()).map_err(|e| CliError::Input(e.to_string()))?;
+    let (ret, m) = evaluate(&task, &mut deployed, split, args.episodes, 0).map_err(|e| CliError::Other(e.to_string()))?;
+    let ckpt = PathBuf::from(&record.checkpoint);
     let out = EvalOut {
         cr: m.cr,
         ql: m.ql,

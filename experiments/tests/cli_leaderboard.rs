@@ -84,11 +84,18 @@ fn broken_entries_are_reported_and_the_rest_kept() {
     let dir = std::env::temp_dir().join(format!("va-lb-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let suite = dir.join("suite.toml");
+    // An unknown kind is refused before anything runs, naming the entry.
     std::fs::write(&suite, "name = \"bad\"\ntasks = [\"mapdn33\"]\nseeds = [1]\neval_episodes = 1\n[[controllers]]\nname = \"none\"\nkind = \"none\"\n[[controllers]]\nname = \"oops\"\nkind = \"opf\"\n").unwrap();
     let out = dir.join("o");
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("controllers[1] (\"oops\")") && err.contains("unknown variant `opf`"), "{err}");
+    assert!(!out.join("leaderboard.json").exists());
+    // An entry that fails while running is reported; the others are kept.
+    std::fs::write(&suite, "name = \"bad\"\ntasks = [\"mapdn33\"]\nseeds = [1]\neval_episodes = 1\n[[controllers]]\nname = \"none\"\nkind = \"none\"\n[[controllers]]\nname = \"oops\"\nkind = \"ofo\"\nofo_config = \"/no/such.toml\"\nofo = \"nested\"\n").unwrap();
     let (code, stdout, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("oops") && err.contains("unknown controller kind 'opf'"), "{err}");
+    assert!(err.contains("oops") && err.contains("/no/such.toml"), "{err}");
     assert!(stdout.contains("| none |"));
     let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap()).unwrap();
     assert_eq!(v["entries"][0]["status"], "ok");

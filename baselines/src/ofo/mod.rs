@@ -11,6 +11,7 @@
 //! node with explicit messages to neighbours (see [`Network`]), so lost messages and failed nodes
 //! can be simulated.
 
+pub mod agent;
 pub mod centralized;
 pub mod nested;
 pub mod qu2020;

@@ -1,0 +1,78 @@
+//! An [`OfoController`] as an environment [`Controller`]: each node reads its own measured voltage
+//! and reactive limit, the new setpoints become actions through the one action map.
+
+use super::{OfoController, OfoModel};
+use std::time::Instant;
+use voltarena_env::{Controller, VoltageEnv};
+
+/// Runs an [`OfoController`] as an environment [`Controller`]: each node reads its own measured
+/// voltage and reactive limit from the environment; the new setpoints become actions.
+pub struct OfoAgent {
+    model: OfoModel,
+    inner: Box<dyn OfoController>,
+    v: Vec<f64>,
+    q_max: Vec<f64>,
+    q: Vec<f64>,
+    /// Wall time spent inside the controller's updates (s) and the number of updates.
+    pub seconds: f64,
+    pub iterations: usize,
+    /// Setpoints the controller returned as NaN/∞ (replaced by the setpoint in force).
+    pub nonfinite: usize,
+}
+
+impl OfoAgent {
+    pub fn new(model: OfoModel, inner: Box<dyn OfoController>) -> OfoAgent {
+        let n = model.len();
+        OfoAgent { model, inner, v: vec![0.0; n], q_max: vec![0.0; n], q: vec![0.0; n], seconds: 0.0, iterations: 0, nonfinite: 0 }
+    }
+
+    /// Setpoints after the last update (kVar, node order).
+    pub fn setpoints(&self) -> &[f64] {
+        &self.q
+    }
+
+    pub fn model(&self) -> &OfoModel {
+        &self.model
+    }
+}
+
+impl Controller for OfoAgent {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
+        self.inner.reset();
+        self.seconds = 0.0;
+        self.iterations = 0;
+    }
+
+    fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
+        for i in 0..self.model.len() {
+            let l = env.local(self.model.agent[i]);
+            self.v[i] = l.v_pu;
+            self.q_max[i] = l.q_avail_mvar * 1000.0;
+            self.q[i] = l.q_mvar * 1000.0;
+        }
+        let t0 = Instant::now();
+        self.inner.step(&self.v, &self.q_max, &mut self.q);
+        self.seconds += t0.elapsed().as_secs_f64();
+        self.iterations += 1;
+        for i in 0..self.model.len() {
+            let l = env.local(self.model.agent[i]);
+            if !self.q[i].is_finite() {
+                // A diverging controller (e.g. too large steps) keeps the setpoint in force
+                // rather than sending garbage to the inverter; its state stays as it is.
+                self.q[i] = l.q_mvar * 1000.0;
+                self.nonfinite += 1;
+            }
+            // kVar on both sides of the one action map.
+            let full = voltarena_env::action::q_range(l.action_scale, l.q_avail_mvar) * 1000.0;
+            actions[self.model.agent[i]] = voltarena_env::action::action_of_q(self.q[i], full);
+        }
+    }
+
+    fn seconds_per_iteration(&self) -> Option<f64> {
+        (self.iterations > 0).then(|| self.seconds / self.iterations as f64)
+    }
+}

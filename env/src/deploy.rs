@@ -1,0 +1,251 @@
+//! A controller as it is deployed on the grid, and the one evaluation loop.
+//!
+//! Between any controller's output and the inverters sit the action wrappers, always in this
+//! order:
+//!
+//! ```text
+//! controller ──► raw actions ──► dead zone ──► proposal ──► safety layer (or clip to [−1, 1]) ──► env.step
+//! ```
+//!
+//! [`ActionPipeline`] is that chain; [`Deployed`] is a controller with its pipeline. Training
+//! (which adds exploration noise to the raw actions), training-time validation, `eval`, `rollout`,
+//! `compare`, `baseline` and `leaderboard` all act through it, so one trained run is the same system
+//! wherever it is evaluated. What sits between controller and grid is one serialisable value,
+//! [`Deployment`], written into every result.
+
+use crate::controller::Controller;
+use crate::env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Step, VoltageEnv};
+use crate::profiles::Split;
+use crate::safety::{FilterInfo, SafetyConfig, SafetyError, SafetyLayer};
+use crate::task::Task;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What sits between a controller and the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Dead zone d ∈ [0, 1) of the raw actions (see [`apply_dead_zone`]; 0 = off).
+    #[serde(default)]
+    pub dead_zone: f64,
+    /// The safety layer (`kind = "none"`: the actions are only clipped to [−1, 1]).
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+/// Which saved policy of a trained run to deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    /// The best policy on the validation days (highest CR, then lowest QL); the last checkpoint when
+    /// the run kept none (trained without validation).
+    #[default]
+    Best,
+    /// The networks at the end of training.
+    Last,
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Checkpoint, String> {
+        match s {
+            "best" => Ok(Checkpoint::Best),
+            "last" => Ok(Checkpoint::Last),
+            _ => Err(format!("unknown checkpoint '{s}'; expected best or last")),
+        }
+    }
+}
+
+/// Why a deployment cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("dead_zone: expected a fraction in [0, 1), got {0}")]
+    DeadZone(f64),
+    #[error("safety: {0}")]
+    Safety(#[from] SafetyError),
+}
+
+/// The action dead zone: raw actions a map to sign(a)·max(|a| − d, 0)/(1 − d), in place. "No
+/// reactive power" becomes the whole interval |a| ≤ d instead of the single point a = 0 that a tanh
+/// actor only approaches; the soft threshold is the proximal map of an L1 cost, and the full range
+/// [−1, 1] stays reachable. d = 0 leaves the actions untouched.
+pub fn apply_dead_zone(d: f64, actions: &mut [f64]) {
+    if d > 0.0 {
+        for a in actions.iter_mut() {
+            *a = a.signum() * (a.abs() - d).max(0.0) / (1.0 - d);
+        }
+    }
+}
+
+/// A raw action that the dead zone maps to `b` (the inverse on b ≠ 0; 0 for b = 0): what a replay
+/// buffer stores when a safety layer changed the action.
+pub fn dead_zone_preimage(d: f64, b: f64) -> f64 {
+    if d > 0.0 && b != 0.0 {
+        b.signum() * (d + (1.0 - d) * b.abs())
+    } else {
+        b
+    }
+}
+
+/// Counters of an [`ActionPipeline`] since it was built (timing is not part of any metric).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PipelineStats {
+    /// Actions passed through.
+    pub steps: usize,
+    /// Steps at which the safety layer changed the proposal.
+    pub interventions: usize,
+    /// Steps at which the layer could not meet every linearised constraint.
+    pub infeasible: usize,
+    /// Σ ‖applied − proposal‖₂.
+    pub correction_sum: f64,
+    /// QPs the layer's fast method left to the interior-point solver.
+    pub fallbacks: usize,
+    /// Wall time inside the safety layer: total and largest single call (s).
+    pub filter_seconds: f64,
+    pub filter_max_seconds: f64,
+}
+
+/// The action wrappers between a controller and the grid: dead zone, then safety layer.
+/// Allocation-free per step.
+pub struct ActionPipeline {
+    deployment: Deployment,
+    safety: SafetyLayer,
+    proposal: Vec<f64>,
+    stats: PipelineStats,
+}
+
+impl ActionPipeline {
+    pub fn new(task: &Task, deployment: Deployment) -> Result<ActionPipeline, DeployError> {
+        if !(0.0..1.0).contains(&deployment.dead_zone) {
+            return Err(DeployError::DeadZone(deployment.dead_zone));
+        }
+        let safety = SafetyLayer::new(task, deployment.safety)?;
+        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
+    }
+
+    /// Maps a controller's raw actions to the actions the grid gets (`out`); afterwards
+    /// [`proposal`](Self::proposal) holds what the safety layer was given (after the dead zone).
+    pub fn apply(&mut self, env: &VoltageEnv, raw: &[f64], out: &mut [f64]) -> FilterInfo {
+        self.proposal.copy_from_slice(raw);
+        apply_dead_zone(self.deployment.dead_zone, &mut self.proposal);
+        let t0 = Instant::now();
+        let info = self.safety.filter(env, &self.proposal, out);
+        if self.deployment.safety.kind != crate::safety::SafetyKind::None {
+            let dt = t0.elapsed().as_secs_f64();
+            self.stats.filter_seconds += dt;
+            self.stats.filter_max_seconds = self.stats.filter_max_seconds.max(dt);
+        }
+        let s = &mut self.stats;
+        s.steps += 1;
+        s.interventions += info.intervened as usize;
+        s.infeasible += info.infeasible as usize;
+        s.correction_sum += info.correction;
+        s.fallbacks = self.safety.fallbacks;
+        info
+    }
+
+    /// The last proposal (raw actions after the dead zone, before the safety layer).
+    pub fn proposal(&self) -> &[f64] {
+        &self.proposal
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+}
+
+/// A controller with the action wrappers it is deployed with.
+pub struct Deployed<'a> {
+    controller: Box<dyn Controller + 'a>,
+    pipeline: ActionPipeline,
+    raw: Vec<f64>,
+}
+
+impl<'a> Deployed<'a> {
+    pub fn new(controller: Box<dyn Controller + 'a>, task: &Task, deployment: Deployment) -> Result<Deployed<'a>, DeployError> {
+        Ok(Deployed { controller, pipeline: ActionPipeline::new(task, deployment)?, raw: vec![0.0; task.n_agents()] })
+    }
+
+    /// The controller behind no wrapper (no dead zone, no safety layer).
+    pub fn bare(controller: Box<dyn Controller + 'a>, task: &Task) -> Result<Deployed<'a>, DeployError> {
+        Deployed::new(controller, task, Deployment::default())
+    }
+
+    pub fn name(&self) -> &str {
+        self.controller.name()
+    }
+
+    pub fn controller(&self) -> &dyn Controller {
+        self.controller.as_ref()
+    }
+
+    pub fn pipeline(&self) -> &ActionPipeline {
+        &self.pipeline
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        self.pipeline.deployment()
+    }
+
+    /// Called after every `reset` of the environment.
+    pub fn reset(&mut self, env: &VoltageEnv, seed: u64) {
+        self.controller.reset(env, seed);
+    }
+
+    /// The actions the grid gets now: the controller's, through the pipeline.
+    pub fn act(&mut self, env: &VoltageEnv, out: &mut [f64]) -> FilterInfo {
+        self.controller.act(env, &mut self.raw);
+        self.pipeline.apply(env, &self.raw, out)
+    }
+}
+
+/// Aggregate result of [`evaluate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean undiscounted team return per episode.
+    pub mean_return: f64,
+    /// Metrics over all steps of all episodes.
+    pub metrics: MetricsSummary,
+    /// Steps run (all episodes).
+    pub steps: usize,
+    /// Steps at which the safety layer changed the action.
+    pub interventions: usize,
+}
+
+/// The one evaluation loop used by `eval`, training-time validation, `compare` and `leaderboard`:
+/// runs `deployed` on one episode per seed of `split`, without data noise, so that every controller
+/// given the same seeds sees exactly the same episodes. `on_step(episode index, env, step)` is
+/// called after every step (for plots and traces).
+pub fn evaluate(
+    env: &mut VoltageEnv,
+    deployed: &mut Deployed,
+    split: Split,
+    seeds: &[u64],
+    on_step: &mut dyn FnMut(usize, &VoltageEnv, &Step),
+) -> Result<Evaluation, EnvError> {
+    let task = env.task().clone();
+    let mut acc = MetricsAcc::new(task.network.n_bus());
+    let mut act = vec![0.0; env.n_agents()];
+    let (mut total, mut steps, mut interventions) = (0.0, 0usize, 0usize);
+    let opts = ResetOptions { split, data_noise: Some(false), ..Default::default() };
+    for (i, &seed) in seeds.iter().enumerate() {
+        env.reset(seed, &opts)?;
+        deployed.reset(env, seed);
+        loop {
+            interventions += deployed.act(env, &mut act).intervened as usize;
+            let s = env.step(&act)?;
+            total += s.reward;
+            steps += 1;
+            on_step(i, env, &s);
+            if s.terminated || s.truncated {
+                break;
+            }
+        }
+        acc.merge(env.episode_metrics());
+    }
+    Ok(Evaluation { mean_return: total / seeds.len().max(1) as f64, metrics: acc.summary(&task.bus_id), steps, interventions })
+}
