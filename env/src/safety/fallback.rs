@@ -1,27 +1,32 @@
 //! The interior-point fallback (Clarabel) of the safety layer's QP: on a working set of rows, and
 //! on all rows.
 
+use super::qp::SlackQp;
 use clarabel::algebra::CscMatrix;
 use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT};
+
+/// Rounds of [`solve_qp_working_set`] (each adds the rows its solution violates).
+const WORKING_SET_ROUNDS: usize = 20;
+/// A row left out of the working set counts as violated above this (pu).
+const VIOLATION_TOL_PU: f64 = 1e-9;
+/// Iteration limit of Clarabel.
+const CLARABEL_MAX_ITER: u32 = 200;
 
 /// The interior-point solver (allocates) on a working set of rows — `rows` (indices j < 2m as in
 /// [`active_set_qp`](super::qp::active_set_qp)) plus those violated at `a0` —, growing by the rows
 /// its solution violates until none is: the rows left out then have zero slack and zero
-/// multiplier, so this is the solution of the full problem. None if 20 rounds do not settle it.
-#[allow(clippy::too_many_arguments)]
+/// multiplier, so this is the solution of the full problem. G as in
+/// [`active_set_qp`](super::qp::active_set_qp): `g_mul` all rows of G·x, `g_row` one row.
+/// Returns (a, max σ) as [`solve_qp`]; None if [`WORKING_SET_ROUNDS`] rounds do not settle it or
+/// Clarabel fails.
 pub(super) fn solve_qp_working_set(
     g_mul: &mut dyn FnMut(&[f64], &mut [f64]),
     g_row: &mut dyn FnMut(usize, &mut [f64]),
-    up: &[f64],
-    lo: &[f64],
-    p: &[f64],
-    at: &[f64],
-    m: usize,
-    n: usize,
-    wpen: f64,
+    qp: &SlackQp,
     a0: &[f64],
     rows: &[usize],
 ) -> Option<(Vec<f64>, f64)> {
+    let SlackQp { up, lo, p, at, m, n, wpen } = *qp;
     let mut gx = vec![0.0; m];
     let d0: Vec<f64> = a0.iter().zip(at).map(|(a, t)| a - t).collect();
     g_mul(&d0, &mut gx);
@@ -33,7 +38,7 @@ pub(super) fn solve_qp_working_set(
         }
     }
     let mut row = vec![0.0; n];
-    for _round in 0..20 {
+    for _round in 0..WORKING_SET_ROUNDS {
         let (mut gs, mut us, mut ls) = (Vec::new(), Vec::new(), Vec::new());
         for &r in &set {
             g_row(r, &mut row);
@@ -41,7 +46,7 @@ pub(super) fn solve_qp_working_set(
             us.push(up[r]);
             ls.push(lo[r]);
         }
-        let (sol, sigma) = solve_qp(&gs, &us, &ls, p, at, set.len(), n, wpen);
+        let (sol, sigma) = solve_qp(&gs, &SlackQp { up: &us, lo: &ls, p, at, m: set.len(), n, wpen });
         if !sigma.is_finite() {
             return None;
         }
@@ -49,7 +54,7 @@ pub(super) fn solve_qp_working_set(
         g_mul(&d, &mut gx);
         let before = set.len();
         for r in 0..m {
-            if (gx[r] > up[r] + 1e-9 || -gx[r] > lo[r] + 1e-9) && !set.contains(&r) {
+            if (gx[r] > up[r] + VIOLATION_TOL_PU || -gx[r] > lo[r] + VIOLATION_TOL_PU) && !set.contains(&r) {
                 set.push(r);
             }
         }
@@ -60,10 +65,12 @@ pub(super) fn solve_qp_working_set(
     None
 }
 
-/// min ½‖a − p‖² + w·1ᵀ(σ⁺+σ⁻) s.t. G(a − a_t) − σ⁺ ≤ up, −G(a − a_t) − σ⁻ ≤ lo, |a| ≤ 1, σ ≥ 0.
-/// Returns (a, max σ).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn solve_qp(g: &[f64], up: &[f64], lo: &[f64], p: &[f64], at: &[f64], m: usize, n: usize, w: f64) -> (Vec<f64>, f64) {
+/// The full QP by Clarabel (allocates), with G dense (m × n, row-major, pu per unit action):
+/// min ½‖a − p‖² + w·1ᵀ(σ⁺+σ⁻) s.t. G(a − a_t) − σ⁺ ≤ up, −G(a − a_t) − σ⁻ ≤ lo, |a| ≤ 1, σ ≥ 0
+/// ([`SlackQp`]). Returns (a, max σ in pu); on a numerical failure of the solver, the proposal
+/// clipped to the box and σ = ∞.
+pub(super) fn solve_qp(g: &[f64], qp: &SlackQp) -> (Vec<f64>, f64) {
+    let SlackQp { up, lo, p, at, m, n, wpen: w } = *qp;
     let nv = n + 2 * m;
     // P = diag(1 … 1, 0 … 0), upper triangle in CSC.
     let pm = CscMatrix::new(nv, nv, (0..=nv).map(|j| j.min(n)).collect(), (0..n).collect(), vec![1.0; n]);
@@ -126,7 +133,7 @@ pub(super) fn solve_qp(g: &[f64], up: &[f64], lo: &[f64], p: &[f64], at: &[f64],
         *x = 1.0;
     }
     let cones = [SupportedConeT::NonnegativeConeT(rows)];
-    let settings = DefaultSettingsBuilder::default().verbose(false).max_iter(200).build().expect("valid settings");
+    let settings = DefaultSettingsBuilder::default().verbose(false).max_iter(CLARABEL_MAX_ITER).build().expect("valid settings");
     let mut solver = match DefaultSolver::new(&pm, &q, &am, &b, &cones, settings) {
         Ok(s) => s,
         Err(_) => return (p.iter().map(|x| x.clamp(-1.0, 1.0)).collect(), f64::INFINITY),
@@ -141,5 +148,29 @@ pub(super) fn solve_qp(g: &[f64], up: &[f64], lo: &[f64], p: &[f64], at: &[f64],
         // The problem is always feasible; a numerical failure keeps the safest simple action:
         // the proposal clipped to the box, reported as infeasible.
         _ => (p.iter().map(|x| x.clamp(-1.0, 1.0)).collect(), f64::INFINITY),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::qp::tests::{Instance, Lcg};
+
+    /// The working-set interior point (the fallback) equals the full one, on the instances of
+    /// the active-set test.
+    #[test]
+    fn working_set_equals_the_full_qp() {
+        let mut rng = Lcg(42);
+        for _ in 0..300 {
+            let inst = Instance::random(&mut rng);
+            let _ = inst.guess(&mut rng); // the same instances as the active-set test
+            let qp = inst.qp(1e3);
+            let (reference, sigma) = solve_qp(&inst.g, &qp);
+            let mut g_mul = |x: &[f64], o: &mut [f64]| inst.mul(x, o);
+            let mut g_row = |r: usize, o: &mut [f64]| inst.row(r, o);
+            let (ws_sol, ws_sigma) = solve_qp_working_set(&mut g_mul, &mut g_row, &qp, &inst.p, &[]).expect("settles");
+            let d = ws_sol.iter().zip(&reference).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(d < 1e-5 && (ws_sigma - sigma).abs() < 1e-5, "working set vs full: {d}, slack {ws_sigma} vs {sigma}");
+        }
     }
 }

@@ -19,7 +19,8 @@ mod qp;
 use crate::env::VoltageEnv;
 use crate::task::Task;
 use fallback::{solve_qp, solve_qp_working_set};
-use qp::{active_set_qp, ActiveSetWork};
+use qp::{active_set_qp, ActiveSetWork, SlackQp};
+pub use qp::{QpError, QpSettings};
 use serde::{Deserialize, Serialize};
 use voltarena_grid::powerflow::{LinDistFlow, LinDistFlowForm, PowerFlowError};
 
@@ -94,6 +95,8 @@ pub struct SafetyLayer {
     pv_bus: Vec<usize>,
     sens_scale: f64,
     n_agents: usize,
+    /// Tolerances and budgets of the dual active-set solver (always the defaults).
+    qp_settings: QpSettings,
     ws: Work,
     pub interventions: usize,
     pub infeasible: usize,
@@ -165,11 +168,16 @@ impl SafetyLayer {
             ..Default::default()
         };
         let pv_bus = task.pvs.iter().map(|p| p.bus).collect();
-        Ok(SafetyLayer { cfg, groups, sens, ldf, pv_bus, sens_scale: 1.0 / (v0 * net.base_mva), n_agents: na, ws, interventions: 0, infeasible: 0, calls: 0, correction_sum: 0.0, fallbacks: 0 })
+        Ok(SafetyLayer { cfg, groups, sens, ldf, pv_bus, sens_scale: 1.0 / (v0 * net.base_mva), n_agents: na, qp_settings: QpSettings::default(), ws, interventions: 0, infeasible: 0, calls: 0, correction_sum: 0.0, fallbacks: 0 })
     }
 
     pub fn config(&self) -> &SafetyConfig {
         &self.cfg
+    }
+
+    /// The settings of the dual active-set solver.
+    pub fn qp_settings(&self) -> &QpSettings {
+        &self.qp_settings
     }
 
     /// ∂v_i/∂q_k (pu per Mvar).
@@ -271,12 +279,13 @@ impl SafetyLayer {
                     *o = srow[k] * rho[k];
                 }
             };
-            let mut fast = active_set_qp(&mut g_mul, &mut g_row, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, self.cfg.slack_weight, &ws.warm_rows, &mut ws.qp);
-            if !fast && !ws.warm_rows.is_empty() {
+            let problem = SlackQp { up: &ws.up, lo: &ws.lo, p: &ws.prop, at: &ws.at, m, n, wpen: self.cfg.slack_weight };
+            let mut fast = active_set_qp(&mut g_mul, &mut g_row, &problem, &ws.warm_rows, &self.qp_settings, &mut ws.qp);
+            if fast.is_err() && !ws.warm_rows.is_empty() {
                 // A stale warm start can be worse than none: retry cold.
-                fast = active_set_qp(&mut g_mul, &mut g_row, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, self.cfg.slack_weight, &[], &mut ws.qp);
+                fast = active_set_qp(&mut g_mul, &mut g_row, &problem, &[], &self.qp_settings, &mut ws.qp);
             }
-            let sigma = if fast {
+            let sigma = if fast.is_ok() {
                 ws.warm[gi].clear();
                 for &j in &ws.qp.active {
                     ws.warm[gi].push(if j < m { (ws.rows[j], true) } else { (ws.rows[j - m], false) });
@@ -288,14 +297,13 @@ impl SafetyLayer {
             } else {
                 ws.warm[gi].clear();
                 self.fallbacks += 1;
-                let wpen = self.cfg.slack_weight;
-                let (sol, sigma) = solve_qp_working_set(&mut g_mul, &mut g_row, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, wpen, &ws.qp.a, &ws.qp.active).unwrap_or_else(|| {
+                let (sol, sigma) = solve_qp_working_set(&mut g_mul, &mut g_row, &problem, &ws.qp.a, &ws.qp.active).unwrap_or_else(|| {
                     // Last resort: every candidate row.
                     let mut g = vec![0.0; m * n];
                     for (r, row) in g.chunks_exact_mut(n).enumerate() {
                         g_row(r, row);
                     }
-                    solve_qp(&g, &ws.up, &ws.lo, &ws.prop, &ws.at, m, n, wpen)
+                    solve_qp(&g, &problem)
                 });
                 for (c, &k) in agents.iter().enumerate() {
                     out[k] = sol[c].clamp(-1.0, 1.0);
