@@ -67,6 +67,35 @@ impl Default for SafetyConfig {
     }
 }
 
+/// Why [`SafetyLayer::new`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SafetyError {
+    /// A field of [`SafetyConfig`] is outside its range (`expected` states the range).
+    #[error("safety.{field}: expected {expected}, got {got}")]
+    InvalidSetting { field: &'static str, expected: &'static str, got: f64 },
+    /// The LinDistFlow model of the task's network (the sensitivities) cannot be built.
+    #[error("safety: cannot build the LinDistFlow model: {0}")]
+    Physics(#[from] PowerFlowError),
+}
+
+impl SafetyConfig {
+    /// Checks the ranges: γ ∈ (0, 1], δ finite and ≥ 0, w₁ finite and > 0 (NaN is out of every
+    /// range). Checked for every kind, `none` included.
+    fn validate(&self) -> Result<(), SafetyError> {
+        let bad = |field, expected, got| Err(SafetyError::InvalidSetting { field, expected, got });
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return bad("gamma", "a number in (0, 1]", self.gamma);
+        }
+        if !(self.margin_pu.is_finite() && self.margin_pu >= 0.0) {
+            return bad("margin_pu", "a finite number ≥ 0", self.margin_pu);
+        }
+        if !(self.slack_weight.is_finite() && self.slack_weight > 0.0) {
+            return bad("slack_weight", "a finite number > 0", self.slack_weight);
+        }
+        Ok(())
+    }
+}
+
 /// What one filtering did.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FilterInfo {
@@ -128,10 +157,10 @@ struct Work {
 }
 
 impl SafetyLayer {
-    pub fn new(task: &Task, cfg: SafetyConfig) -> Result<SafetyLayer, PowerFlowError> {
-        if !(cfg.gamma > 0.0 && cfg.gamma <= 1.0) {
-            return Err(PowerFlowError::Unsupported(format!("safety gamma must be in (0, 1], got {}", cfg.gamma)));
-        }
+    /// The layer for `task`: checks the settings ([`SafetyError::InvalidSetting`]) and builds the
+    /// LinDistFlow sensitivities ([`SafetyError::Physics`] if the network does not allow it).
+    pub fn new(task: &Task, cfg: SafetyConfig) -> Result<SafetyLayer, SafetyError> {
+        cfg.validate()?;
         let net = &task.network;
         let ldf = LinDistFlow::new(net, LinDistFlowForm::Linear)?;
         let sm = ldf.sensitivities();
@@ -330,5 +359,46 @@ impl SafetyLayer {
         }
         self.correction_sum += info.correction;
         info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_naming_the_field_and_the_range() {
+        let task = Task::builtin("mapdn33").unwrap();
+        let base = SafetyConfig { kind: SafetyKind::Cbf, ..Default::default() };
+        let cases = [
+            (SafetyConfig { gamma: 2.0, ..base }, "safety.gamma: expected a number in (0, 1], got 2"),
+            (SafetyConfig { gamma: 0.0, ..base }, "safety.gamma: expected a number in (0, 1], got 0"),
+            (SafetyConfig { gamma: -0.5, ..base }, "safety.gamma: expected a number in (0, 1], got -0.5"),
+            (SafetyConfig { gamma: f64::NAN, ..base }, "safety.gamma: expected a number in (0, 1], got NaN"),
+            (SafetyConfig { margin_pu: -0.01, ..base }, "safety.margin_pu: expected a finite number ≥ 0, got -0.01"),
+            (SafetyConfig { margin_pu: f64::INFINITY, ..base }, "safety.margin_pu: expected a finite number ≥ 0, got inf"),
+            (SafetyConfig { margin_pu: f64::NAN, ..base }, "safety.margin_pu: expected a finite number ≥ 0, got NaN"),
+            (SafetyConfig { slack_weight: 0.0, ..base }, "safety.slack_weight: expected a finite number > 0, got 0"),
+            (SafetyConfig { slack_weight: -1e3, ..base }, "safety.slack_weight: expected a finite number > 0, got -1000"),
+            (SafetyConfig { slack_weight: f64::INFINITY, ..base }, "safety.slack_weight: expected a finite number > 0, got inf"),
+            (SafetyConfig { slack_weight: f64::NAN, ..base }, "safety.slack_weight: expected a finite number > 0, got NaN"),
+            // Checked whatever the kind.
+            (SafetyConfig { kind: SafetyKind::None, gamma: 1.5, ..base }, "safety.gamma: expected a number in (0, 1], got 1.5"),
+            (SafetyConfig { kind: SafetyKind::Projection, slack_weight: 0.0, ..base }, "safety.slack_weight: expected a finite number > 0, got 0"),
+        ];
+        for (cfg, msg) in cases {
+            let e = SafetyLayer::new(&task, cfg).err().unwrap_or_else(|| panic!("{cfg:?} accepted"));
+            assert!(matches!(e, SafetyError::InvalidSetting { .. }), "{e:?}");
+            assert_eq!(e.to_string(), msg);
+        }
+        // The ends of the ranges that belong to them, and the defaults.
+        for cfg in [base, SafetyConfig::default(), SafetyConfig { gamma: 1.0, margin_pu: 0.0, slack_weight: 1e-6, ..base }] {
+            let layer = SafetyLayer::new(&task, cfg).unwrap();
+            assert_eq!(*layer.config(), cfg);
+            assert_eq!(*layer.qp_settings(), QpSettings::default());
+        }
+        // The physics error is wrapped, with its own message.
+        let e = SafetyError::from(PowerFlowError::NotRadial("LinDistFlow"));
+        assert_eq!(e.to_string(), "safety: cannot build the LinDistFlow model: LinDistFlow needs a radial network; this one is meshed");
     }
 }
