@@ -24,6 +24,14 @@ pub use qp::{QpError, QpSettings};
 use serde::{Deserialize, Serialize};
 use voltarena_grid::powerflow::{LinDistFlow, LinDistFlowForm, PowerFlowError};
 
+/// A proposal whose predicted change is within this of every allowed rise and drop (pu) passes
+/// without a solve.
+const SCREEN_TOL_PU: f64 = 1e-7;
+/// The action counts as changed when some agent's moves by more than this.
+const INTERVENED_TOL: f64 = 1e-9;
+/// The step counts as infeasible when the slack exceeds this (pu).
+const INFEASIBLE_TOL_PU: f64 = 1e-6;
+
 /// Which layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -266,7 +274,7 @@ impl SafetyLayer {
             ws.lo.clear();
             for &i in buses {
                 let (u, l) = (gamma * (vmax - d - v[i]), gamma * (v[i] - vmin - d));
-                if ws.dv[i] > u + 1e-7 || -ws.dv[i] > l + 1e-7 {
+                if ws.dv[i] > u + SCREEN_TOL_PU || -ws.dv[i] > l + SCREEN_TOL_PU {
                     safe = false;
                 }
                 if ws.rise[i] > u || ws.drop[i] > l {
@@ -349,8 +357,8 @@ impl SafetyLayer {
             maxd = maxd.max(dk.abs());
         }
         info.correction = corr.sqrt();
-        info.intervened = maxd > 1e-9;
-        info.infeasible = info.residual_pu > 1e-6;
+        info.intervened = maxd > INTERVENED_TOL;
+        info.infeasible = info.residual_pu > INFEASIBLE_TOL_PU;
         if info.intervened {
             self.interventions += 1;
         }
