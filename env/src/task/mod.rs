@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Built-in task specs, compiled in from `configs/tasks/`.
 const BUILTIN: [(&str, &str); 4] = [
-    ("mapdn33", include_str!("../../configs/tasks/mapdn33.toml")),
-    ("mapdn141", include_str!("../../configs/tasks/mapdn141.toml")),
-    ("mapdn322", include_str!("../../configs/tasks/mapdn322.toml")),
-    ("rural2_96", include_str!("../../configs/tasks/rural2_96.toml")),
+    ("mapdn33", include_str!("../../../configs/tasks/mapdn33.toml")),
+    ("mapdn141", include_str!("../../../configs/tasks/mapdn141.toml")),
+    ("mapdn322", include_str!("../../../configs/tasks/mapdn322.toml")),
+    ("rural2_96", include_str!("../../../configs/tasks/rural2_96.toml")),
 ];
 
 /// Names of the built-in tasks.
