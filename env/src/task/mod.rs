@@ -6,12 +6,15 @@
 //! [`TaskError`] naming the file and the field. Built-in tasks live in `configs/tasks/*.toml` and are
 //! compiled into the binary ([`builtin_names`], [`Task::builtin`]).
 //!
-//! The module's parts: `schema` (the TOML types) and `build` ([`Task::build`], step by step);
-//! everything public is re-exported here.
+//! The module's parts: `schema` (the TOML types), `build` ([`Task::build`], step by step) and
+//! `layout` ([`ObsLayout`]: where each feature sits in the observations and the state, defined
+//! there only); everything public is re-exported here.
 
 mod build;
+mod layout;
 mod schema;
 
+pub use layout::{ObsLayout, StateBlocks, ZoneBlocks};
 pub use schema::{
     AgentFault, Backend, BusItem, BusSet, DataNoise, FaultKind, FaultSpec, LoadProfiles, LoadSpec, Mode,
     NoiseSpec, ObservationSpec, PvPlacement, PvSpec, PvUnit, Rating, RewardSpec, TaskSpec, ZoneList,
@@ -190,14 +193,21 @@ impl Task {
         self.pvs.len()
     }
 
-    /// Length of one agent's observation: 4·max|Z| + 2 with angles, 3·max|Z| + 2 without.
-    pub fn obs_dim(&self) -> usize {
-        (if self.spec.observation.angles { 4 } else { 3 }) * self.max_zone + 2
+    /// The observation and state layout for the task's mode and options (cheap: a few integers).
+    pub fn layout(&self) -> ObsLayout {
+        ObsLayout::new(self.spec.mode, self.spec.observation.angles, self.max_zone, self.network.n_bus(), self.pvs.len())
     }
 
-    /// Length of the global state: 4·N + 2·n_pv (bus P, Q, PV p, q, all |V|, all θ).
+    /// Length of one agent's observation: 4·max|Z| + 2 with angles, 3·max|Z| + 2 without
+    /// ([`ObsLayout::obs_dim`]).
+    pub fn obs_dim(&self) -> usize {
+        self.layout().obs_dim()
+    }
+
+    /// Length of the global state: 4·N + 2·n_pv (bus P, Q, PV p, q, all |V|, all θ;
+    /// [`ObsLayout::state_dim`]).
     pub fn state_dim(&self) -> usize {
-        4 * self.network.n_bus() + 2 * self.pvs.len()
+        self.layout().state_dim()
     }
 
     /// Days in the profile year.
