@@ -23,8 +23,8 @@ pub use schema::{
 
 use crate::profiles::{start_ranges, Profiles, Split, DAYS, ROWS_PER_DAY};
 use std::path::{Path, PathBuf};
-use voltarena_grid::network::Network;
 use std::sync::{Arc, Mutex, OnceLock};
+use voltarena_grid::network::Network;
 
 /// Built-in task specs, compiled in from `configs/tasks/`.
 const BUILTIN: [(&str, &str); 4] = [
@@ -142,8 +142,11 @@ impl std::fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
+/// Profiles already loaded, by folder (shared by every task built in the process).
+type ProfilesCache = Mutex<Vec<(PathBuf, Arc<Profiles>)>>;
+
 fn profiles_cached(dir: &Path) -> Result<Arc<Profiles>, TaskError> {
-    static CACHE: OnceLock<Mutex<Vec<(PathBuf, Arc<Profiles>)>>> = OnceLock::new();
+    static CACHE: OnceLock<ProfilesCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, p)) = c.iter().find(|(d, _)| d == dir) {
