@@ -695,7 +695,8 @@ impl VoltageEnv {
         a.q_kvarh += m.ql_mvar * self.q.len() as f64 * 1000.0 * dt_h;
     }
 
-    /// Observations and state from the current solved state (see the module docs for layouts).
+    /// Observations and state from the current solved state, at the offsets of the task's
+    /// [`ObsLayout`](crate::task::ObsLayout).
     fn write_observations(&mut self) {
         let task = &self.task;
         let compat = task.spec.mode == Mode::Compat;
@@ -703,9 +704,8 @@ impl VoltageEnv {
         let ps = if norm { 1.0 / task.power_scale_mw } else { 1.0 };
         let vnorm = |v: f64| if norm { (v - 1.0) / 0.05 } else { v };
         let n = task.network.n_bus();
-        let m = task.max_zone;
-        let d = task.obs_dim();
-        let angles = task.spec.observation.angles;
+        let layout = task.layout();
+        let d = layout.obs_dim();
         // Per-bus load for the zone blocks: the net consumption the physics was solved with, with
         // every PV's p and q added back (zones partition the buses, so "the zone's PVs at a bus"
         // are all PVs at that bus). Clean: the same row, i.e. pure load. Compat: MAPDN's mix with
@@ -723,20 +723,16 @@ impl VoltageEnv {
         // (into its first agent's row), copy it to the others.
         for z in &task.zones {
             let first = z.agents[0];
-            let zl = z.buses.len();
-            // Offsets of the blocks: compat concatenates then pads at the end; clean pads
-            // every block to max|Z| so that a feature keeps its position across zones.
-            let w = if compat { zl } else { m };
-            let (op, oq, ok, ov) = (0, w, 2 * w, 2 * w + 2);
+            let at = layout.zone(z.buses.len());
             {
                 let row = &mut self.obs[first * d..(first + 1) * d];
                 row.fill(0.0);
                 for (j, &b) in z.buses.iter().enumerate() {
-                    row[op + j] = (self.cons_p[b] * ps) as f32;
-                    row[oq + j] = (self.cons_q[b] * ps) as f32;
-                    row[ov + j] = vnorm(self.vm_meas[b]) as f32;
-                    if angles {
-                        row[ov + w + j] = self.sol.va_rad[b] as f32;
+                    row[at.p + j] = (self.cons_p[b] * ps) as f32;
+                    row[at.q + j] = (self.cons_q[b] * ps) as f32;
+                    row[at.v + j] = vnorm(self.vm_meas[b]) as f32;
+                    if let Some(theta) = at.theta {
+                        row[theta + j] = self.sol.va_rad[b] as f32;
                     }
                 }
             }
@@ -744,23 +740,23 @@ impl VoltageEnv {
                 self.obs.copy_within(first * d..(first + 1) * d, k * d);
             }
             for &k in &z.agents {
-                self.obs[k * d + ok] = (pv_now[k] * ps) as f32;
-                self.obs[k * d + ok + 1] = (self.q[k] * ps) as f32;
+                self.obs[k * d + at.own_p] = (pv_now[k] * ps) as f32;
+                self.obs[k * d + at.own_q] = (self.q[k] * ps) as f32;
             }
         }
-        // Global state: bus P, Q (net consumption), PV p, q, all |V|, all θ (compat: degrees).
-        let np = task.pvs.len();
+        // Global state (compat: angles in degrees).
+        let at = layout.state();
         let s = &mut self.state;
         for b in 0..n {
-            s[b] = (-self.p_inj[b] * ps) as f32;
-            s[n + b] = (-self.q_inj[b] * ps) as f32;
-            s[2 * n + 2 * np + b] = vnorm(self.sol.vm_pu[b]) as f32;
+            s[at.p + b] = (-self.p_inj[b] * ps) as f32;
+            s[at.q + b] = (-self.q_inj[b] * ps) as f32;
+            s[at.v + b] = vnorm(self.sol.vm_pu[b]) as f32;
             let va = self.sol.va_rad[b];
-            s[3 * n + 2 * np + b] = if compat { va.to_degrees() } else { va } as f32;
+            s[at.theta + b] = if compat { va.to_degrees() } else { va } as f32;
         }
-        for k in 0..np {
-            s[2 * n + k] = (pv_now[k] * ps) as f32;
-            s[2 * n + np + k] = (self.q[k] * ps) as f32;
+        for k in 0..task.pvs.len() {
+            s[at.pv_p + k] = (pv_now[k] * ps) as f32;
+            s[at.pv_q + k] = (self.q[k] * ps) as f32;
         }
     }
 }
