@@ -271,7 +271,7 @@ pub trait Logger {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("task: {0}")]
-    Task(String),
+    Task(#[from] voltarena_env::TaskError),
     #[error("environment: {0}")]
     Env(#[from] voltarena_env::EnvError),
     #[error("torch: {0}")]
@@ -280,8 +280,11 @@ pub enum TrainError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Deploy(#[from] voltarena_env::deploy::DeployError),
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: std::path::PathBuf, message: String },
+    /// The logger could not write a checkpoint or a result.
+    #[error("{0}")]
+    Log(String),
 }
 
 pub struct Trainer {
@@ -324,12 +327,12 @@ impl Trainer {
     /// Validates the config, builds the task, the networks and the pipeline; nothing is written.
     pub fn new(cfg: TrainConfig) -> Result<Trainer, TrainError> {
         cfg.validate()?;
-        let mut task = Task::load(&cfg.task).map_err(|e| TrainError::Task(e.to_string()))?;
+        let mut task = Task::load(&cfg.task)?;
         if let Some(r) = &cfg.reward {
             let mut spec = task.spec.clone();
             spec.reward = r.clone();
             let dir = std::path::Path::new(&task.source).parent().filter(|d| d.is_dir()).map(|d| d.to_path_buf());
-            task = Task::build(spec, &task.source, dir.as_deref()).map_err(|e| TrainError::Task(e.to_string()))?;
+            task = Task::build(spec, &task.source, dir.as_deref())?;
         }
         let task = Arc::new(task);
         let env = VoltageEnv::new(task.clone())?;
@@ -375,11 +378,12 @@ impl Trainer {
     /// optimiser moments start afresh: a resumed run continues learning, it does not replay the
     /// uninterrupted run bit for bit).
     pub fn resume(&mut self, dir: &Path) -> Result<(), TrainError> {
-        let text = std::fs::read_to_string(dir.join("progress.json")).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
-        let p: Progress = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.join("progress.json").display())))?;
-        self.learner.load(dir, p.updates).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        let bad = |message: String| TrainError::Checkpoint { path: dir.to_path_buf(), message };
+        let text = std::fs::read_to_string(dir.join("progress.json")).map_err(|e| bad(format!("progress.json: {e}")))?;
+        let p: Progress = serde_json::from_str(&text).map_err(|e| bad(format!("progress.json: {e}")))?;
+        self.learner.load(dir, p.updates).map_err(|e| bad(e.to_string()))?;
         if !self.norm.is_identity() {
-            self.norm = Normalizer::load(dir).map_err(TrainError::Checkpoint)?;
+            self.norm = Normalizer::load(dir).map_err(bad)?;
         }
         self.progress = p;
         // Re-derive the random streams from the seed and the position, so that a resumed run is
@@ -483,7 +487,7 @@ impl Trainer {
                     log.eval(step, r, &m);
                 }
                 if self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0 {
-                    log.checkpoint(self).map_err(TrainError::Checkpoint)?;
+                    log.checkpoint(self).map_err(TrainError::Log)?;
                 }
                 if s.terminated || s.truncated || step >= self.cfg.total_steps {
                     break;
@@ -493,7 +497,7 @@ impl Trainer {
             log.train_episode(self.progress.step, self.progress.episode, ret, &summary);
             self.progress.episode += 1;
         }
-        log.checkpoint(self).map_err(TrainError::Checkpoint)?;
+        log.checkpoint(self).map_err(TrainError::Log)?;
         Ok(())
     }
 

@@ -61,7 +61,7 @@ impl std::str::FromStr for Checkpoint {
 pub enum DeployError {
     #[error("dead_zone: expected a fraction in [0, 1), got {0}")]
     DeadZone(f64),
-    #[error("safety: {0}")]
+    #[error("{0}")]
     Safety(#[from] SafetyError),
 }
 

@@ -88,6 +88,22 @@ fn bad_train_and_eval_input() {
     let (code, _, err) = voltarena(&["train", "../configs/matd3_mapdn33.toml", "--runs-dir", r, "--set", "algorithm=\"ppo\""]);
     assert_eq!(code, 2);
     assert!(err.contains("ppo"), "{err}");
+    // Values out of range are refused by key and range, and a failed start leaves no run directory.
+    for (set, key) in [
+        ("matd3.gamma=2", "matd3.gamma: expected a number in [0, 1], got 2"),
+        ("matd3.tau=0", "matd3.tau: expected a number in (0, 1]"),
+        ("matd3.actor_lr=-1e-3", "matd3.actor_lr: expected a finite number > 0"),
+        ("buffer_size=16", "buffer_size: expected at least the batch size (256)"),
+        ("maddpg.batch_size=0", "maddpg.batch_size: expected an integer ≥ 1"),
+        ("safety.gamma=1.5", "safety.gamma: expected a number in (0, 1]"),
+        ("task=\"mapdn99\"", "mapdn99"),
+        ("explore_sigma_start=-0.1", "explore_sigma_start"),
+    ] {
+        let (code, _, err) = voltarena(&["train", "../configs/matd3_mapdn33.toml", "--runs-dir", r, "--set", set]);
+        assert_eq!(code, 2, "{set}: {err}");
+        assert!(err.contains(key) && err.contains("configs/matd3_mapdn33.toml"), "{set}: {err}");
+    }
+    assert!(!runs.exists() || std::fs::read_dir(&runs).unwrap().next().is_none(), "no run directory left behind");
     let (code, _, err) = voltarena(&["eval", "/no/such/run"]);
     assert_eq!(code, 2);
     assert!(err.contains("/no/such/run"), "{err}");

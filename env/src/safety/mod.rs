@@ -1,5 +1,6 @@
 //! Safety layers between any controller and the grid (`docs/SAFETY.md`): a projection filter and a
-//! discrete-time CBF correction, both a QP on the LinDistFlow sensitivities solved with Clarabel.
+//! discrete-time CBF correction, both a QP on the LinDistFlow sensitivities, solved by a dual active-set
+//! method (`qp.rs`) with Clarabel as the fallback (`fallback.rs`).
 //!
 //! Anchored one-step predictor (persistence of the exogenous data): v̂(a) = v_t + G(a − a_t),
 //! G = S·P, S = ∂v/∂q = X_{M,b(K)}/(v₀ S_b) (pu per Mvar), P = diag(scale·√(S_k² − p_k²)) (Mvar per
