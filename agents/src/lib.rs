@@ -11,6 +11,7 @@ pub mod maddpg;
 pub mod matd3;
 pub mod nets;
 pub mod normalize;
+pub mod numerics;
 pub mod policy;
 pub mod run;
 pub mod train;

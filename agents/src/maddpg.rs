@@ -77,6 +77,7 @@ pub struct Maddpg {
 
 impl Maddpg {
     pub fn new(cfg: MaddpgConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Maddpg, tch::TchError> {
+        crate::numerics::pin();
         let dev = Device::Cpu;
         let actor_vs = nn::VarStore::new(dev);
         let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };

@@ -122,6 +122,7 @@ impl Matd3 {
     /// Builds the networks (initialised from tch's global seed: call `tch::manual_seed` first);
     /// `seed` drives the target-smoothing noise.
     pub fn new(cfg: Matd3Config, n_agents: usize, obs_dim: usize, state_dim: usize, seed: u64) -> Result<Matd3, tch::TchError> {
+        crate::numerics::pin();
         let dev = Device::Cpu;
         let actor_vs = nn::VarStore::new(dev);
         let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };

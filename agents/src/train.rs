@@ -326,6 +326,7 @@ fn episode_seed(seed: u64, e: usize) -> u64 {
 impl Trainer {
     /// Validates the config, builds the task, the networks and the pipeline; nothing is written.
     pub fn new(cfg: TrainConfig) -> Result<Trainer, TrainError> {
+        crate::numerics::pin();
         cfg.validate()?;
         let mut task = Task::load(&cfg.task)?;
         if let Some(r) = &cfg.reward {
@@ -570,6 +571,7 @@ pub fn evaluate(task: &Arc<Task>, deployed: &mut Deployed, split: Split, episode
 /// libtorch's random generator is process-global: network initialisation (seed, then build) takes
 /// this lock, so that runs trained or loaded in parallel threads stay reproducible.
 pub(crate) fn torch_init_lock() -> std::sync::MutexGuard<'static, ()> {
+    crate::numerics::pin();
     static TORCH_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TORCH_INIT.lock().unwrap_or_else(|p| p.into_inner())
 }

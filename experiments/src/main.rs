@@ -58,6 +58,8 @@ pub enum CliError {
 }
 
 fn main() -> ExitCode {
+    // CPU-independent libtorch numerics, set before any thread or tensor exists.
+    voltarena_agents::numerics::pin();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Powerflow(args) => powerflow_cmd::run(args),

@@ -1,0 +1,61 @@
+//! CPU-independent numerics for libtorch.
+//!
+//! libtorch picks its CPU kernels by instruction set at run time (ATen's `ATEN_CPU_CAPABILITY`:
+//! default / avx2 / avx512), and so do the BLAS (MKL) and oneDNN inside it. Different kernels sum in
+//! different orders, so the same training run gives different numbers on a CPU with AVX-512 than on
+//! one with AVX2 only — and training amplifies a last-bit difference into a different policy.
+//! [`pin`] fixes every one of these choices before the first tensor operation, inside the program
+//! (the user's environment is overridden): on any x86-64 CPU with AVX2 and FMA, ATen's AVX2 kernels,
+//! MKL's conditional numerical reproducibility on its AVX2 code path in strict mode, and oneDNN
+//! limited to AVX2. CPUs without AVX2 get the portable kernels (and other numbers); on other
+//! architectures nothing is pinned. The cost is measured in docs/BENCHMARKS.md.
+//!
+//! `VOLTARENA_NUMERICS=native` (set by the user) skips the pinning: faster on AVX-512 machines,
+//! results then depend on the CPU.
+
+use serde::Serialize;
+use std::sync::OnceLock;
+
+/// The modes in force, recorded with every run and leaderboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Numerics {
+    /// `"avx2"`, `"portable"`, `"native"` (not pinned, on request) or `"unpinned"` (architecture
+    /// without pinning).
+    pub mode: &'static str,
+    /// The variables set for libtorch, MKL and oneDNN (name, value).
+    pub settings: Vec<(&'static str, &'static str)>,
+}
+
+/// Pins libtorch's CPU numerics (see the module docs); idempotent. Call it before the first tensor
+/// operation, ideally first thing in `main` (it sets environment variables); the agents crate
+/// also calls it before building any network.
+pub fn pin() -> &'static Numerics {
+    static PINNED: OnceLock<Numerics> = OnceLock::new();
+    PINNED.get_or_init(|| {
+        if std::env::var("VOLTARENA_NUMERICS").map(|v| v == "native").unwrap_or(false) {
+            return Numerics { mode: "native", settings: Vec::new() };
+        }
+        let (mode, settings): (&'static str, Vec<(&'static str, &'static str)>) = if !cfg!(target_arch = "x86_64") {
+            ("unpinned", Vec::new())
+        } else if has_avx2_fma() {
+            ("avx2", vec![("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2,STRICT"), ("MKL_ENABLE_INSTRUCTIONS", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("DNNL_MAX_CPU_ISA", "AVX2")])
+        } else {
+            ("portable", vec![("ATEN_CPU_CAPABILITY", "default"), ("MKL_CBWR", "COMPATIBLE,STRICT"), ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"), ("ONEDNN_MAX_CPU_ISA", "SSE41"), ("DNNL_MAX_CPU_ISA", "SSE41")])
+        };
+        for (k, v) in &settings {
+            // Before any libtorch kernel runs: libtorch, MKL and oneDNN read these once, lazily.
+            std::env::set_var(k, v);
+        }
+        Numerics { mode, settings }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2_fma() -> bool {
+    false
+}
