@@ -1,6 +1,7 @@
 //! One learner update (critic + delayed actor + targets) at the MAPDN-33 size: 6 agents, obs 50,
 //! state 144, batch 256, twin 128×128 critics — with one intra-op thread (the training default).
-//! Run: `cargo bench -p voltarena-agents --bench update`.
+//! Run: `cargo bench -p voltarena-agents --bench update` (pinned numerics, as training;
+//! `VOLTARENA_NUMERICS=native cargo bench ...` for libtorch's own kernel choice).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
@@ -10,6 +11,8 @@ use voltarena_agents::matd3::{Matd3, Matd3Config};
 
 fn bench(c: &mut Criterion) {
     use rand::{RngExt, SeedableRng};
+    // The pinned numerics training runs with (VOLTARENA_NUMERICS=native measures the unpinned kernels).
+    voltarena_agents::numerics::pin();
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let (n, od, sd) = (6, 50, 144);
