@@ -12,6 +12,7 @@ mod curves_cmd;
 mod leaderboard;
 mod plot;
 mod powerflow_cmd;
+mod provenance;
 mod rollout_cmd;
 mod task_cmd;
 mod train_cmd;

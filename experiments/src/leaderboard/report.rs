@@ -5,6 +5,7 @@
 //! still writes them all, then exits 2 naming the failures.
 
 use super::suite::Suite;
+use crate::provenance::{self, Machine};
 use crate::{atomic, CliError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,19 +136,16 @@ fn html(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
     )
 }
 
-fn git_commit() -> Option<String> {
-    std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 /// Writes leaderboard.json, leaderboard.md and index.html; returns the Markdown.
 pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out: &Path, wall_seconds: f64) -> Result<String, CliError> {
+    let machine = Machine::detect();
     let json = serde_json::json!({
         "suite": suite,
         "suite_hash": suite_hash,
-        "git_commit": git_commit(),
-        "versions": {"voltarena": env!("CARGO_PKG_VERSION"), "tch": voltarena_agents::TCH_VERSION, "libtorch": voltarena_agents::LIBTORCH_VERSION},
-        "machine": format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), std::env::consts::ARCH),
-        "created_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "git_commit": provenance::git_commit(),
+        "versions": provenance::VERSIONS,
+        "machine": machine.label(),
+        "created_unix": provenance::now_unix(),
         "wall_seconds": wall_seconds,
         "entries": entries,
     });
