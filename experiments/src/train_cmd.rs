@@ -2,11 +2,11 @@
 //! `voltarena eval RUN_DIR [--split test] [--episodes N] [--json]`.
 //!
 //! A run directory holds: `config.toml` (the resolved config), `run.json` (seed, git commit,
-//! versions, machine, command), `metrics.csv`, `tb/` (TensorBoard event files), `checkpoint/`
+//! versions, machine and CPU, command), `metrics.csv`, `tb/` (TensorBoard event files), `checkpoint/`
 //! (the latest networks + progress) and `best/` (the best validation policy), both replaced
 //! atomically (write a sibling folder, then rename).
 
-use crate::provenance::{self, now_unix, Machine};
+use crate::provenance::{self, now_unix, Cpu, Machine};
 use crate::{atomic, CliError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -62,6 +62,8 @@ struct Provenance {
     tch_version: &'static str,
     libtorch_version: &'static str,
     machine: String,
+    /// CPU model and SIMD flags (what decides which numeric kernels ran).
+    cpu: Cpu,
     command: Vec<String>,
     started_unix: u64,
 }
@@ -226,6 +228,7 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             tch_version: provenance::TCH_VERSION,
             libtorch_version: provenance::LIBTORCH_VERSION,
             machine: machine.label(),
+            cpu: machine.cpu,
             command: std::env::args().collect(),
             started_unix: now_unix(),
         };

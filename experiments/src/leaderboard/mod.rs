@@ -5,8 +5,8 @@
 //! `eval_episodes` episodes of the test split (episode seeds 100·s + i, no data noise); RL entries are
 //! first trained with seed s (MAPDN's protocol: 5 seeds × 10 episodes, median and interquartile range
 //! over seeds). Output: `leaderboard.json` (every entry with its per-seed numbers and provenance: suite
-//! hash, training-config hashes, git commit, versions, machine), `leaderboard.md` and a static
-//! `index.html`. `--verify DIR` re-runs the suite stored in `DIR/leaderboard.json` and fails naming the
+//! hash, training-config hashes, git commit, versions, machine and CPU), `leaderboard.md` and a
+//! static `index.html`. `--verify DIR` re-runs the suite stored in `DIR/leaderboard.json` and fails naming the
 //! first entry whose numbers differ. RL entries may evaluate given run directories (`runs`) instead
 //! of training; with `train` also given, a run whose config differs from the entry's is refused
 //! (config hash mismatch). Entry k of a suite is (tasks[k / n_controllers], controllers[k % n]); a

@@ -145,6 +145,7 @@ pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out:
         "git_commit": provenance::git_commit(),
         "versions": provenance::VERSIONS,
         "machine": machine.label(),
+        "cpu": machine.cpu,
         "created_unix": provenance::now_unix(),
         "wall_seconds": wall_seconds,
         "entries": entries,

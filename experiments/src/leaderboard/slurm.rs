@@ -3,13 +3,14 @@
 //! `submit.sh` (submits the array, then the collect step once every array task has ended),
 //! `entries.tsv` (index → task, controller) and a copy of the suite. `--entry K` is what an array
 //! task runs: the same code as a local run ([`run_suite`] restricted to entry K) into
-//! `OUT/entries/K.json`; `--collect OUT` merges those files into the leaderboard a local run would
+//! `OUT/entries/K.json` (with the CPU it ran on); `--collect OUT` merges those files into the leaderboard a local run would
 //! have written (same numbers), a missing or foreign file (another suite's hash) becoming a
 //! "missing" entry.
 
 use super::report::{fail_on_errors, write_outputs, EntryOut};
 use super::scheduler::run_suite;
 use super::suite::Suite;
+use crate::provenance::Cpu;
 use crate::{atomic, CliError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,6 +22,9 @@ struct EntryFile {
     suite_hash: String,
     index: usize,
     wall_seconds: f64,
+    /// The CPU the array task ran on (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu: Option<Cpu>,
     entry: EntryOut,
 }
 
@@ -90,7 +94,7 @@ pub fn run_entry(suite_path: &Path, suite: &Suite, suite_hash: String, k: usize,
     let entry = run_suite(suite, out, jobs, Some(k))?.remove(0);
     let f = out.join("entries").join(format!("{k}.json"));
     std::fs::create_dir_all(out.join("entries")).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out.display())))?;
-    let ef = EntryFile { suite_hash, index: k, wall_seconds: t0.elapsed().as_secs_f64(), entry };
+    let ef = EntryFile { suite_hash, index: k, wall_seconds: t0.elapsed().as_secs_f64(), cpu: Some(Cpu::detect()), entry };
     atomic::write(&f, serde_json::to_string_pretty(&ef).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
     println!("entry {k} ({} / {}): {} → {}", ef.entry.task, ef.entry.controller, ef.entry.status, f.display());
     fail_on_errors(std::slice::from_ref(&ef.entry), out)
