@@ -25,6 +25,8 @@ mod slurm;
 mod suite;
 mod verify;
 
+pub use report::quantile;
+
 use crate::CliError;
 use std::path::PathBuf;
 

@@ -62,7 +62,8 @@ pub fn summarize(per_seed: &[MetricsSummary]) -> BTreeMap<String, Stats> {
     m
 }
 
-/// Linear-interpolation quantile of sorted values (numpy's default); NaN for no values.
+/// Linear-interpolation quantile of sorted values (numpy's default); NaN for no values. Also the
+/// learning curves' (`voltarena curves`) median and IQR over runs.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
