@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         "task": cfg.task, "split": cfg.split, "episodes": cfg.episodes, "episode_seeds": (cfg.seed..cfg.seed + cfg.episodes as u64).collect::<Vec<_>>(),
         "backend": backend, "config": cfg,
         "monitored_bus_ids": task.metric_buses.iter().map(|&b| task.bus_id[b]).collect::<Vec<_>>(), "source": source,
-        "git_commit": std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        "git_commit": crate::provenance::git_commit(), "cpu": crate::provenance::Cpu::detect(),
         "controllers": results,
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| CliError::Other(e.to_string()))?;

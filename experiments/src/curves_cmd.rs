@@ -2,6 +2,7 @@
 //! range of the validation CR and QL at every evaluation step, per group of run directories
 //! (e.g. one `--runs-dir` per configuration), as `curves.svg` and `curves.csv`.
 
+use crate::leaderboard::quantile;
 use crate::CliError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,13 +43,6 @@ fn read_eval_rows(csv: &Path) -> Result<BTreeMap<u64, (f64, f64)>, CliError> {
         rows.insert(num(step, "step")? as u64, (num(cr, "cr")?, num(ql, "ql")?));
     }
     Ok(rows)
-}
-
-/// Linear-interpolation quantile of sorted values (numpy's default).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// One group's aggregate at one step: (runs, [q25, median, q75] of CR, of QL).

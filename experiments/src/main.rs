@@ -9,9 +9,10 @@ mod compare_cmd;
 mod config;
 mod controllers;
 mod curves_cmd;
-mod leaderboard_cmd;
+mod leaderboard;
 mod plot;
 mod powerflow_cmd;
+mod provenance;
 mod rollout_cmd;
 mod task_cmd;
 mod train_cmd;
@@ -37,7 +38,7 @@ enum Command {
     /// Run several controllers on exactly the same episodes of a task and compare them.
     Compare(compare_cmd::Args),
     /// Run a suite (tasks × controllers × seeds) into a reproducible leaderboard, or verify one.
-    Leaderboard(leaderboard_cmd::Args),
+    Leaderboard(leaderboard::Args),
     /// Train MADDPG or MATD3 from a config file into a run directory.
     Train(train_cmd::TrainArgs),
     /// Evaluate a trained run on a split.
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
         Command::Baseline(args) => baseline_cmd::run(args),
         Command::Train(args) => train_cmd::train(args),
         Command::Compare(args) => compare_cmd::run(args),
-        Command::Leaderboard(args) => leaderboard_cmd::run(args),
+        Command::Leaderboard(args) => leaderboard::run(args),
         Command::Eval(args) => train_cmd::eval(args),
         Command::Curves(args) => curves_cmd::run(args),
     };

@@ -2,10 +2,11 @@
 //! `voltarena eval RUN_DIR [--split test] [--episodes N] [--json]`.
 //!
 //! A run directory holds: `config.toml` (the resolved config), `run.json` (seed, git commit,
-//! versions, machine, command), `metrics.csv`, `tb/` (TensorBoard event files), `checkpoint/`
+//! versions, machine and CPU, command), `metrics.csv`, `tb/` (TensorBoard event files), `checkpoint/`
 //! (the latest networks + progress) and `best/` (the best validation policy), both replaced
 //! atomically (write a sibling folder, then rename).
 
+use crate::provenance::{self, now_unix, Cpu, Machine};
 use crate::{atomic, CliError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -51,6 +52,7 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// run.json.
 #[derive(Serialize)]
 struct Provenance {
     seed: u64,
@@ -60,17 +62,10 @@ struct Provenance {
     tch_version: &'static str,
     libtorch_version: &'static str,
     machine: String,
+    /// CPU model and SIMD flags (what decides which numeric kernels ran).
+    cpu: Cpu,
     command: Vec<String>,
     started_unix: u64,
-}
-
-fn git(args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git").args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Replaces `dir` atomically by what `fill` writes into a sibling temporary folder.
@@ -224,14 +219,16 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     } else {
         let toml_text = toml::to_string(&cfg).map_err(|e| CliError::Other(e.to_string()))?;
         atomic::write(&dir.join("config.toml"), toml_text.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+        let machine = Machine::detect();
         let prov = Provenance {
             seed: cfg.seed,
-            git_commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-            git_dirty: git(&["status", "--porcelain"]).map(|s| !s.is_empty()).unwrap_or(false),
-            voltarena_version: env!("CARGO_PKG_VERSION"),
-            tch_version: voltarena_agents::TCH_VERSION,
-            libtorch_version: voltarena_agents::LIBTORCH_VERSION,
-            machine: format!("{} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), std::env::consts::ARCH),
+            git_commit: provenance::git_commit().unwrap_or_else(|| "unknown".into()),
+            git_dirty: provenance::git_dirty(),
+            voltarena_version: provenance::VOLTARENA_VERSION,
+            tch_version: provenance::TCH_VERSION,
+            libtorch_version: provenance::LIBTORCH_VERSION,
+            machine: machine.label(),
+            cpu: machine.cpu,
             command: std::env::args().collect(),
             started_unix: now_unix(),
         };

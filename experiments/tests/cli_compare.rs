@@ -27,6 +27,7 @@ fn compare_runs_everyone_on_the_same_episodes_and_keeps_partial_results() {
     assert!(stderr.contains("ghost") && stderr.contains("/no/such/run"), "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["episode_seeds"], serde_json::json!([0, 1]));
+    assert!(v["cpu"]["model"].is_string() && v["cpu"]["flags"].is_array(), "{}", v["cpu"]);
     assert!(v["controllers"]["ghost"]["error"].is_string());
     // The same episodes as `rollout --seed 0` (2 episodes of 240 steps).
     let (_, r, _) = voltarena(&["rollout", "--task", "mapdn33", "--controller", "droop", "--steps", "480", "--json"]);

@@ -62,6 +62,7 @@ fn reruns_are_identical_and_verify_checks_them() {
     assert_eq!(entries[2]["status"], "n/a", "OFO does not apply to mapdn33");
     assert!(entries[3]["train_config_hash"].is_string());
     assert!(ja["suite_hash"].is_string() && ja["git_commit"].is_string() || ja["git_commit"].is_null());
+    assert!(ja["machine"].is_string() && ja["cpu"]["model"].is_string() && ja["cpu"]["flags"].is_array(), "{}", ja["cpu"]);
     for f in ["leaderboard.md", "index.html"] {
         assert!(a.join(f).exists(), "{f}");
     }
@@ -156,6 +157,8 @@ fn slurm_array_entries_collect_to_the_local_numbers_and_run_dirs_are_reused() {
         let (code, _, err) = voltarena(&["leaderboard", copy.to_str().unwrap(), "--entry", k, "--out", cluster.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
     }
+    let entry: Value = serde_json::from_str(&std::fs::read_to_string(cluster.join("entries").join("0.json")).unwrap()).unwrap();
+    assert!(entry["cpu"]["model"].is_string() && entry["cpu"]["flags"].is_array(), "{entry}");
     let (code, _, err) = voltarena(&["leaderboard", copy.to_str().unwrap(), "--collect", cluster.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let read = |p: &std::path::Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p.join("leaderboard.json")).unwrap()).unwrap() };

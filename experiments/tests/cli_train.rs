@@ -38,6 +38,7 @@ fn train_writes_a_complete_run_and_eval_reads_it() {
     let prov: Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(prov["seed"], 3);
     assert!(prov["git_commit"].is_string() && prov["tch_version"] == "0.26.0");
+    assert!(prov["machine"].is_string() && prov["cpu"]["model"].is_string() && prov["cpu"]["flags"].is_array(), "{prov}");
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(cfg.contains("total_steps = 600") && cfg.contains("seed = 3"), "the resolved config is kept");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

@@ -1,0 +1,169 @@
+//! The report: per entry the median and interquartile range over seeds of CR, QL, AVV, violation
+//! rate and losses, written as `leaderboard.json` (every number, with the suite and its provenance,
+//! so `--verify` can re-run it), `leaderboard.md` (one table per task) and a static `index.html`
+//! (the same tables and median-CR bars, no scripts, to publish as is). A suite with failed entries
+//! still writes them all, then exits 2 naming the failures.
+
+use super::suite::Suite;
+use crate::provenance::{self, Machine};
+use crate::{atomic, CliError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use voltarena_env::deploy::Deployment;
+use voltarena_env::MetricsSummary;
+
+/// Median and interquartile range of one metric over a suite's seeds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub q25: f64,
+    pub q75: f64,
+}
+
+/// One leaderboard entry (task × controller): its per-seed metrics and their summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryOut {
+    pub task: String,
+    pub controller: String,
+    /// "ok", "n/a" (the controller does not apply to the task), "error", or "missing" (a Slurm array
+    /// task wrote no result).
+    pub status: String,
+    pub message: Option<String>,
+    pub seeds: Vec<u64>,
+    pub per_seed: Vec<MetricsSummary>,
+    pub summary: BTreeMap<String, Stats>,
+    /// Hash of the resolved training config (RL entries).
+    pub train_config_hash: Option<String>,
+    /// Reused run directories (RL entries with `runs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_dirs: Vec<String>,
+    /// What sat between the controller and the grid (for RL: the runs' own dead zone and safety
+    /// layer, unless `deployment_overridden` names the parts the entry replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_overridden: Vec<String>,
+}
+
+/// Median and interquartile range over seeds of the leaderboard's metrics.
+pub fn summarize(per_seed: &[MetricsSummary]) -> BTreeMap<String, Stats> {
+    let metric = |f: &dyn Fn(&MetricsSummary) -> f64| {
+        let mut v: Vec<f64> = per_seed.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        Stats { median: quantile(&v, 0.5), q25: quantile(&v, 0.25), q75: quantile(&v, 0.75) }
+    };
+    let mut m = BTreeMap::new();
+    m.insert("cr".into(), metric(&|m| m.cr));
+    m.insert("ql".into(), metric(&|m| m.ql));
+    m.insert("avv_max".into(), metric(&|m| m.avv_max));
+    m.insert("violation_rate".into(), metric(&|m| m.violation_rate));
+    m.insert("loss_kwh".into(), metric(&|m| m.loss_kwh));
+    m
+}
+
+/// Linear-interpolation quantile of sorted values (numpy's default); NaN for no values. Also the
+/// learning curves' (`voltarena curves`) median and IQR over runs.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let x = q * (sorted.len() - 1) as f64;
+    let (i, f) = (x.floor() as usize, x - x.floor());
+    if i + 1 < sorted.len() { sorted[i] + f * (sorted[i + 1] - sorted[i]) } else { sorted[i] }
+}
+
+/// leaderboard.md: one table per task, median [25 %, 75 %] over seeds.
+fn markdown(suite: &Suite, entries: &[EntryOut]) -> String {
+    let mut s = format!(
+        "# Leaderboard `{}`\n\nSeeds {:?} × {} test-day episodes each (episode seeds 100·s + i; every controller on the same episodes). Median [25 %, 75 %] over seeds.\n",
+        suite.name, suite.seeds, suite.eval_episodes
+    );
+    for t in &suite.tasks {
+        s.push_str(&format!("\n## {t}\n\n| controller | CR | QL (Mvar) | AVV max (pu) | violation rate | losses (kWh) |\n|---|---|---|---|---|---|\n"));
+        for e in entries.iter().filter(|e| &e.task == t) {
+            if e.status != "ok" {
+                s.push_str(&format!("| {} | {} | | | | {} |\n", e.controller, e.status, e.message.clone().unwrap_or_default().replace('|', "/")));
+                continue;
+            }
+            let f = |k: &str, p: usize| {
+                let st = &e.summary[k];
+                format!("{:.*} [{:.*}, {:.*}]", p, st.median, p, st.q25, p, st.q75)
+            };
+            let a = &e.summary["avv_max"];
+            s.push_str(&format!("| {} | {} | {} | {:.1e} [{:.1e}, {:.1e}] | {} | {} |\n", e.controller, f("cr", 4), f("ql", 4), a.median, a.q25, a.q75, f("violation_rate", 4), f("loss_kwh", 0)));
+        }
+    }
+    s
+}
+
+/// index.html: the tables and median-CR bars with their IQR, the Markdown folded underneath.
+fn html(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
+    let esc = |x: &str| x.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut body = String::new();
+    for t in &suite.tasks {
+        body.push_str(&format!("<h2>{}</h2><table><tr><th>controller</th><th>CR median [IQR]</th><th>QL (Mvar)</th><th>violation rate</th><th>losses (kWh)</th></tr>", esc(t)));
+        let ok: Vec<&EntryOut> = entries.iter().filter(|e| &e.task == t).collect();
+        for e in &ok {
+            if e.status != "ok" {
+                body.push_str(&format!("<tr><td>{}</td><td colspan=4>{}: {}</td></tr>", esc(&e.controller), esc(&e.status), esc(&e.message.clone().unwrap_or_default())));
+                continue;
+            }
+            let st = |k: &str| &e.summary[k];
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{:.4} [{:.4}, {:.4}]</td><td>{:.4}</td><td>{:.4}</td><td>{:.0}</td></tr>",
+                esc(&e.controller), st("cr").median, st("cr").q25, st("cr").q75, st("ql").median, st("violation_rate").median, st("loss_kwh").median
+            ));
+        }
+        body.push_str("</table>");
+        // Bars: median CR with the interquartile range.
+        let rows: Vec<&&EntryOut> = ok.iter().filter(|e| e.status == "ok").collect();
+        let h = 24 * rows.len() + 30;
+        body.push_str(&format!("<svg width=\"640\" height=\"{h}\" role=\"img\" aria-label=\"median CR\">"));
+        for (i, e) in rows.iter().enumerate() {
+            let c = &e.summary["cr"];
+            let y = 10 + 24 * i;
+            let w = |x: f64| 200.0 + 400.0 * x.clamp(0.0, 1.0);
+            body.push_str(&format!(
+                "<text x=\"195\" y=\"{}\" text-anchor=\"end\" font-size=\"12\">{}</text><rect x=\"200\" y=\"{y}\" width=\"{:.1}\" height=\"16\" fill=\"#4477aa\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+                y + 12, esc(&e.controller), w(c.median) - 200.0, w(c.q25), w(c.q75), y + 8, y + 8
+            ));
+        }
+        body.push_str(&format!("<text x=\"200\" y=\"{}\" font-size=\"11\">CR 0</text><text x=\"600\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">1</text></svg>", h - 4, h - 4));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>VoltArena leaderboard {}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><body><h1>VoltArena leaderboard <code>{}</code></h1><p>Seeds {:?} × {} test-day episodes; median and interquartile range over seeds. Provenance in leaderboard.json.</p>{}<details><summary>Markdown</summary><pre>{}</pre></details></body></html>",
+        esc(&suite.name), esc(&suite.name), suite.seeds, suite.eval_episodes, body, esc(md)
+    )
+}
+
+/// Writes leaderboard.json, leaderboard.md and index.html; returns the Markdown.
+pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out: &Path, wall_seconds: f64) -> Result<String, CliError> {
+    let machine = Machine::detect();
+    let json = serde_json::json!({
+        "suite": suite,
+        "suite_hash": suite_hash,
+        "git_commit": provenance::git_commit(),
+        "versions": provenance::VERSIONS,
+        "machine": machine.label(),
+        "cpu": machine.cpu,
+        "created_unix": provenance::now_unix(),
+        "wall_seconds": wall_seconds,
+        "entries": entries,
+    });
+    let md = markdown(suite, entries);
+    let w = |name: &str, bytes: &[u8]| atomic::write(&out.join(name), bytes).map_err(|e| CliError::Other(e.to_string()));
+    w("leaderboard.json", serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
+    w("leaderboard.md", md.as_bytes())?;
+    w("index.html", html(suite, entries, &md).as_bytes())?;
+    Ok(md)
+}
+
+/// Exit 2 naming the entries that failed or are missing (the others are already written).
+pub fn fail_on_errors(entries: &[EntryOut], out: &Path) -> Result<(), CliError> {
+    let errors: Vec<String> = entries.iter().filter(|e| e.status == "error" || e.status == "missing").map(|e| format!("{} / {}: {}", e.task, e.controller, e.message.clone().unwrap_or_default())).collect();
+    if !errors.is_empty() {
+        return Err(CliError::Input(format!("{} entr{} failed (the others are in {}): {}", errors.len(), if errors.len() == 1 { "y" } else { "ies" }, out.display(), errors.join("; "))));
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Running a suite: every (entry, seed) pair is one job, and `--jobs N` workers take jobs from one
+//! queue in suite order, so the slow part (training RL entries) runs in parallel while the results
+//! are put back in suite order, independent of which worker ran what: 1 job or N give the same
+//! leaderboard. A job trains an RL entry with the suite's seed (or opens the run directory it
+//! reuses, checking it was trained with the entry's config), deploys the controller behind its dead
+//! zone and safety layer, and evaluates it on the seed's test days.
+
+use super::report::{summarize, EntryOut};
+use super::suite::{fnv, Suite, SuiteEntry};
+use crate::{atomic, CliError};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use voltarena_agents::run::{Overrides, RunDir};
+use voltarena_agents::train::{Logger, TrainConfig, Trainer};
+use voltarena_baselines::{ControllerSpec, Faults};
+use voltarena_env::deploy::{Checkpoint, Deployed, Deployment};
+use voltarena_env::{MetricsSummary, Split, Task, VoltageEnv};
+
+/// Runs a suite (every entry, or only entry `only`) into `out` with `jobs` parallel workers over the
+/// (entry, seed) jobs; returns the entries in suite order.
+pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) -> Result<Vec<EntryOut>, CliError> {
+    let selected: Vec<usize> = match only {
+        Some(k) => vec![k],
+        None => (0..suite.n_entries()).collect(),
+    };
+    // Jobs (entry, seed position) in suite order; workers pop from the back, so reverse.
+    let work: Vec<(usize, usize)> = selected.iter().flat_map(|&k| (0..suite.seeds.len()).map(move |p| (k, p))).collect();
+    let mut queue: Vec<(usize, (usize, usize))> = work.iter().copied().enumerate().collect();
+    queue.reverse();
+    let queue = Mutex::new(queue);
+    type JobResult = Result<JobOk, (String, String)>;
+    let results: Mutex<BTreeMap<usize, JobResult>> = Mutex::new(BTreeMap::new());
+    let bar = indicatif::ProgressBar::new(work.len() as u64);
+    std::thread::scope(|sc| {
+        for _ in 0..jobs.max(1) {
+            let (queue, results, bar) = (&queue, &results, bar.clone());
+            sc.spawn(move || loop {
+                let job = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((idx, (k, pos))) = job else { break };
+                let ((task, e), seed) = (suite.entry(k), suite.seeds[pos]);
+                let dir = out.join("runs").join(task).join(&e.name).join(format!("seed{seed}"));
+                let r = run_job(e, task, seed, pos, suite.eval_episodes, &dir);
+                results.lock().unwrap_or_else(|p| p.into_inner()).insert(idx, r);
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut entries: Vec<EntryOut> = Vec::new();
+    for &k in &selected {
+        let (t, e) = suite.entry(k);
+        let mut out = EntryOut {
+            task: t.clone(),
+            controller: e.name.clone(),
+            status: "ok".into(),
+            message: None,
+            seeds: suite.seeds.clone(),
+            per_seed: Vec::new(),
+            summary: BTreeMap::new(),
+            train_config_hash: None,
+            run_dirs: e.runs.get(t).map(|r| r.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default(),
+            deployment: None,
+            deployment_overridden: Vec::new(),
+        };
+        for (idx, &(kk, _)) in work.iter().enumerate() {
+            if kk != k {
+                continue;
+            }
+            match &results[&idx] {
+                Ok((m, h, d, o)) => {
+                    out.per_seed.push(m.clone());
+                    if out.train_config_hash.is_none() {
+                        out.train_config_hash = h.clone();
+                    }
+                    if out.deployment.is_none() {
+                        out.deployment = Some(*d);
+                        out.deployment_overridden = o.clone();
+                    }
+                }
+                Err((status, msg)) => {
+                    out.status = status.clone();
+                    out.message = Some(msg.clone());
+                }
+            }
+        }
+        if out.status == "ok" {
+            out.summary = summarize(&out.per_seed);
+        } else {
+            out.per_seed.clear();
+        }
+        entries.push(out);
+    }
+    Ok(entries)
+}
+
+/// What one (task, controller, seed) job gives: its metrics, the training-config hash (RL), the
+/// deployment and what of it the entry overrode.
+type JobOk = (MetricsSummary, Option<String>, Deployment, Vec<String>);
+
+/// One (task, controller, seed) job: Ok(metrics, ...), or Err((status, message)).
+fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes: usize, run_dir: &Path) -> Result<JobOk, (String, String)> {
+    let err = |m: String| ("error".to_string(), m);
+    let task = Arc::new(Task::load(task_name).map_err(|x| err(x.to_string()))?);
+    let overrides = Overrides { dead_zone: e.dead_zone, safety: e.safety };
+    let (run, which, hash) = match &e.controller {
+        ControllerSpec::Rl { checkpoint, .. } if e.runs.contains_key(task_name) => {
+            // A reused run directory: it must have been trained with this entry's config.
+            let runs = &e.runs[task_name];
+            let dir = runs.get(seed_pos).ok_or_else(|| err(format!("runs.{task_name} lists {} run directories for {} seeds", runs.len(), seed_pos + 1)))?;
+            let run = RunDir::open(dir).map_err(|x| err(x.to_string()))?;
+            let cfg = run.config();
+            if cfg.task != task_name {
+                return Err(err(format!("run directory {}: trained on task '{}', not '{task_name}'", dir.display(), cfg.task)));
+            }
+            let text = toml::to_string(cfg).unwrap_or_default();
+            if let Some(path) = &e.train {
+                let (_, want_text) = resolve_train(e, path, task_name, cfg.seed).map_err(err)?;
+                if want_text != text {
+                    return Err(err(format!(
+                        "config hash mismatch: run directory {} was trained with config {} but the entry resolves {} to {}",
+                        dir.display(), fnv(&text), path.display(), fnv(&want_text)
+                    )));
+                }
+            }
+            (run, checkpoint.unwrap_or_default(), fnv(&text))
+        }
+        ControllerSpec::Rl { .. } => {
+            let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\" (or runs = { <task> = [<run directory per seed>] })".into()))?;
+            let (cfg, text) = resolve_train(e, path, task_name, seed).map_err(err)?;
+            let mut trainer = Trainer::new(cfg).map_err(|x| err(x.to_string()))?;
+            trainer.run(&mut Quiet).map_err(|x| err(x.to_string()))?;
+            std::fs::create_dir_all(run_dir).map_err(|x| err(x.to_string()))?;
+            atomic::write(&run_dir.join("config.toml"), text.as_bytes()).map_err(|x| err(x.to_string()))?;
+            crate::train_cmd::atomic_dir(&run_dir.join("checkpoint"), |d| trainer.save(d)).map_err(err)?;
+            (RunDir::open(run_dir).map_err(|x| err(x.to_string()))?, Checkpoint::Last, fnv(&text))
+        }
+        other => {
+            // A controller that does not apply to the task is "n/a", not an error.
+            let (mut deployed, info) = crate::controllers::deploy(other, &task, overrides, &Faults::default()).map_err(|f| match f {
+                crate::controllers::DeployFailure::NotApplicable(m) => ("n/a".to_string(), m),
+                crate::controllers::DeployFailure::Error(m) => err(m),
+            })?;
+            let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
+            return Ok((m, None, info.deployment, Vec::new()));
+        }
+    };
+    // The deployed run: its own dead zone and safety layer unless the entry overrides them.
+    let (mut deployed, info) = crate::controllers::deploy_run(&run, &task, which, overrides).map_err(|f| err(f.message().to_string()))?;
+    let overridden = info.run.as_ref().map(|r| r.overridden.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+    let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
+    Ok((m, Some(hash), info.deployment, overridden))
+}
+
+/// The resolved training config of an RL entry for one task and seed, and its text (hashed).
+fn resolve_train(e: &SuiteEntry, path: &Path, task_name: &str, seed: u64) -> Result<(TrainConfig, String), String> {
+    let mut sets = e.set.clone();
+    sets.extend(e.set_by_task.get(task_name).cloned().unwrap_or_default());
+    sets.push(format!("task=\"{task_name}\""));
+    sets.push(format!("seed={seed}"));
+    let doc = crate::config::read_toml(path, &sets).map_err(|x| match x { CliError::Input(m) | CliError::Other(m) => m })?;
+    let cfg: TrainConfig = doc.try_into().map_err(|x: toml::de::Error| format!("{}: {}", path.display(), x.message()))?;
+    cfg.validate().map_err(|x| format!("{}: {x}", path.display()))?;
+    let text = toml::to_string(&cfg).unwrap_or_default();
+    Ok((cfg, text))
+}
+
+/// Evaluates a deployed controller on the seed's `episodes` test days (episode seeds 100·seed + i):
+/// the same days for every controller of the suite.
+fn eval_deployed(task: &Arc<Task>, deployed: &mut Deployed, seed: u64, episodes: usize) -> Result<MetricsSummary, String> {
+    let mut env = VoltageEnv::new(task.clone()).map_err(|e| e.to_string())?;
+    let seeds: Vec<u64> = (0..episodes as u64).map(|i| 100 * seed + i).collect();
+    let ev = voltarena_env::deploy::evaluate(&mut env, deployed, Split::Test, &seeds, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
+    Ok(ev.metrics)
+}
+
+/// Training inside a leaderboard logs nothing (many jobs share the terminal; the progress bar counts
+/// jobs); the suite keeps only the final checkpoint.
+struct Quiet;
+impl Logger for Quiet {
+    fn train_episode(&mut self, _: usize, _: usize, _: f64, _: &MetricsSummary) {}
+    fn update(&mut self, _: usize, _: &voltarena_agents::matd3::UpdateInfo) {}
+    fn eval(&mut self, _: usize, _: f64, _: &MetricsSummary) {}
+    fn checkpoint(&mut self, _: &Trainer) -> Result<(), String> {
+        Ok(())
+    }
+}

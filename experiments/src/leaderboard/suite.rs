@@ -1,0 +1,127 @@
+//! The suite: what a leaderboard runs (tasks × controllers × seeds, `eval_episodes` test days per
+//! seed), read from its TOML file and checked before anything runs, so that a typo fails at once
+//! rather than after hours of training. Its hash (FNV-1a of the parsed suite, written back as TOML)
+//! names it in leaderboard.json and in the Slurm entry files, so entries of different suites are
+//! never merged. Entry k is (tasks[k / n_controllers], controllers[k % n_controllers]): the order of
+//! the leaderboard's rows and the index of a Slurm array task.
+
+use crate::CliError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use voltarena_baselines::ControllerSpec;
+use voltarena_env::safety::SafetyConfig;
+use voltarena_env::Task;
+
+/// One controller of a suite: a registry entry (`kind = ...` with its settings, see
+/// `voltarena_baselines::spec`), a name, what sits in front of it, and for RL how each seed's run
+/// is obtained (trained by the suite from `train`, or reused from `runs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SuiteEntry {
+    pub name: String,
+    /// RL: the training config and overrides (`key=value`); the task is set by the suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
+    /// Extra overrides for one task, e.g. `set_by_task = { rural2_96 = ["total_steps=2400"] }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_by_task: BTreeMap<String, Vec<String>>,
+    /// Safety layer in front of the controller; for RL it replaces the run's own (recorded as an
+    /// override in leaderboard.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetyConfig>,
+    /// Action dead zone in [0, 1); for RL it replaces the run's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_zone: Option<f64>,
+    /// RL: evaluate already trained run directories instead of training, per task, one per suite
+    /// seed (in the order of `seeds`), e.g. `runs = { mapdn33 = ["runs/a", "runs/b"] }`. With
+    /// `train` also given, each run's config must equal the entry's resolved config (same hash, the
+    /// run's own seed), so a leaderboard never mixes up what was trained.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<String, Vec<PathBuf>>,
+    /// The controller (RL with `runs`: `checkpoint = "best"` (default: the best validation policy,
+    /// the last checkpoint where a run kept none) or `"last"`; runs the suite trains deploy their
+    /// last checkpoint).
+    #[serde(flatten)]
+    pub controller: ControllerSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub name: String,
+    pub tasks: Vec<String>,
+    pub seeds: Vec<u64>,
+    #[serde(default = "ten")]
+    pub eval_episodes: usize,
+    #[serde(default)]
+    pub controllers: Vec<SuiteEntry>,
+}
+
+fn ten() -> usize {
+    10
+}
+
+impl Suite {
+    /// Number of leaderboard entries (tasks × controllers).
+    pub fn n_entries(&self) -> usize {
+        self.tasks.len() * self.controllers.len()
+    }
+
+    /// Entry k: (tasks[k / n_controllers], controllers[k % n_controllers]).
+    pub fn entry(&self, k: usize) -> (&String, &SuiteEntry) {
+        let nc = self.controllers.len();
+        (&self.tasks[k / nc], &self.controllers[k % nc])
+    }
+}
+
+/// FNV-1a 64-bit of a text (a stable content hash for provenance).
+pub fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Reads and checks a suite file: its controllers through the registry (an unknown kind names the
+/// entry), at least one task, seed and controller, unique controller names, `runs` only for the
+/// suite's tasks, tasks that exist. Returns the suite and its hash.
+pub fn read_suite(path: &Path) -> Result<(Suite, String), CliError> {
+    let mut doc = crate::config::read_toml(path, &[])?;
+    let controllers = crate::controllers::take_entries(&mut doc, "controllers", &path.display().to_string())?;
+    let mut suite: Suite = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{}: {}", path.display(), e.message())))?;
+    suite.controllers = controllers;
+    if suite.tasks.is_empty() || suite.seeds.is_empty() || suite.controllers.is_empty() || suite.eval_episodes == 0 {
+        return Err(CliError::Input(format!("{}: needs tasks, seeds, controllers and eval_episodes ≥ 1", path.display())));
+    }
+    let mut names = std::collections::HashSet::new();
+    for c in &suite.controllers {
+        if !names.insert(&c.name) {
+            return Err(CliError::Input(format!("{}: controller name '{}' appears twice", path.display(), c.name)));
+        }
+        for t in c.runs.keys() {
+            if !suite.tasks.contains(t) {
+                return Err(CliError::Input(format!("{}: controller '{}': runs.{t}: '{t}' is not one of the suite's tasks", path.display(), c.name)));
+            }
+        }
+    }
+    for t in &suite.tasks {
+        Task::load(t).map_err(|e| CliError::Input(format!("{}: tasks: {e}", path.display())))?;
+    }
+    let text = toml::to_string(&suite).unwrap_or_default();
+    let hash = fnv(&text);
+    Ok((suite, hash))
+}
+
+/// A stored suite with JSON `null`s read as absent keys (leaderboards written before the controller
+/// registry stored every unused option as `null`).
+pub fn absent_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, absent_nulls(x))).collect()),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(absent_nulls).collect()),
+        other => other,
+    }
+}
