@@ -64,6 +64,8 @@ struct Provenance {
     machine: String,
     /// CPU model and SIMD flags (what decides which numeric kernels ran).
     cpu: Cpu,
+    /// The pinned libtorch / MKL / oneDNN instruction-set modes (voltarena_agents::numerics).
+    numerics: &'static voltarena_agents::numerics::Numerics,
     command: Vec<String>,
     started_unix: u64,
 }
@@ -229,6 +231,7 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             libtorch_version: provenance::LIBTORCH_VERSION,
             machine: machine.label(),
             cpu: machine.cpu,
+            numerics: voltarena_agents::numerics::pin(),
             command: std::env::args().collect(),
             started_unix: now_unix(),
         };

@@ -147,6 +147,7 @@ pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out:
         "versions": provenance::VERSIONS,
         "machine": machine.label(),
         "cpu": machine.cpu,
+        "numerics": voltarena_agents::numerics::pin(),
         "created_unix": provenance::now_unix(),
         "wall_seconds": wall_seconds,
         "entries": entries,
