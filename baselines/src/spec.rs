@@ -119,7 +119,8 @@ impl OfoKind {
         }
     }
 
-    fn make(self, model: OfoModel, steps: Steps, net: Network) -> Box<dyn OfoController> {
+    /// The controller on `model` with resolved `steps` and the communication faults of `net`.
+    pub fn controller(self, model: OfoModel, steps: Steps, net: Network) -> Box<dyn OfoController> {
         match self {
             OfoKind::Centralized => Box::new(Centralized::new(model, steps)),
             OfoKind::Nested => Box::new(Nested::new(model, steps, net)),
@@ -237,7 +238,7 @@ impl ControllerSpec {
                 })?;
                 let failed: Vec<usize> = faults.failed_buses.iter().filter_map(|b| model.bus.iter().position(|x| x == b)).collect();
                 let net = Network::new(model.len(), &failed, faults.drop_prob, faults.seed);
-                Ok(Box::new(OfoAgent::new(model.clone(), kind.make(model, steps, net))))
+                Ok(Box::new(OfoAgent::new(model.clone(), kind.controller(model, steps, net))))
             }
         }
     }

@@ -352,6 +352,11 @@ impl VoltageEnv {
     pub fn va_rad(&self) -> &[f64] {
         &self.sol.va_rad
     }
+    /// Voltage magnitudes as the buses' meters read them (pu, bus order): the true ones plus the
+    /// task's measurement noise. What model-based controllers feed back.
+    pub fn measured_vm(&self) -> &[f64] {
+        &self.vm_meas
+    }
     /// Reactive setpoints in force (Mvar, per agent).
     pub fn q_mvar(&self) -> &[f64] {
         &self.q

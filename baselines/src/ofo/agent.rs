@@ -1,5 +1,6 @@
 //! An [`OfoController`] as an environment [`Controller`]: each node reads its own measured voltage
-//! and reactive limit, the new setpoints become actions through the one action map.
+//! and reactive limit, the new setpoints become actions through the one action map. A node without
+//! an inverter measures its voltage (its dual watches it) and has no reactive power (q̄ = 0).
 
 use super::{OfoController, OfoModel};
 use std::time::Instant;
@@ -49,17 +50,29 @@ impl Controller for OfoAgent {
 
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         for i in 0..self.model.len() {
-            let l = env.local(self.model.agent[i]);
-            self.v[i] = l.v_pu;
-            self.q_max[i] = l.q_avail_mvar * 1000.0;
-            self.q[i] = l.q_mvar * 1000.0;
+            match self.model.agent[i] {
+                Some(k) => {
+                    let l = env.local(k);
+                    self.v[i] = l.v_pu;
+                    self.q_max[i] = l.q_avail_mvar * 1000.0;
+                    self.q[i] = l.q_mvar * 1000.0;
+                }
+                None => {
+                    self.v[i] = env.measured_vm()[self.model.bus[i]];
+                    self.q_max[i] = 0.0;
+                    self.q[i] = 0.0;
+                }
+            }
         }
         let t0 = Instant::now();
         self.inner.step(&self.v, &self.q_max, &mut self.q);
         self.seconds += t0.elapsed().as_secs_f64();
         self.iterations += 1;
+        // Agents the model has no node for (an inverter at the slack bus) stay at q = 0.
+        actions.fill(0.0);
         for i in 0..self.model.len() {
-            let l = env.local(self.model.agent[i]);
+            let Some(k) = self.model.agent[i] else { continue };
+            let l = env.local(k);
             if !self.q[i].is_finite() {
                 // A diverging controller (e.g. too large steps) keeps the setpoint in force
                 // rather than sending garbage to the inverter; its state stays as it is.
@@ -68,7 +81,7 @@ impl Controller for OfoAgent {
             }
             // kVar on both sides of the one action map.
             let full = voltarena_env::action::q_range(l.action_scale, l.q_avail_mvar) * 1000.0;
-            actions[self.model.agent[i]] = voltarena_env::action::action_of_q(self.q[i], full);
+            actions[k] = voltarena_env::action::action_of_q(self.q[i], full);
         }
     }
 

@@ -24,13 +24,18 @@ use voltarena_env::Task;
 
 const NONE: usize = usize::MAX;
 
-/// The controllable tree: one node per non-slack bus, each with one inverter.
+/// The controllable tree: one node per non-slack bus of a radial network. A node holds the inverter
+/// of its bus, or none (a node with zero reactive capacity: it measures its voltage, holds its
+/// voltage dual and relays the sweeps, so the voltage limits of every bus are watched). On feeders
+/// with transformers (mapdn322: 110/20/0.4 kV) the tree runs through them: x of a transformer
+/// branch is its series reactance in pu on the system base (LinDistFlow's per-unit model, taps
+/// neglected), so one X spans all voltage levels and all zones.
 #[derive(Debug, Clone)]
 pub struct OfoModel {
     /// Network bus of each node.
     pub bus: Vec<usize>,
-    /// Agent (inverter) index of each node.
-    pub agent: Vec<usize>,
+    /// Agent (inverter) index of each node; `None` for a bus without one.
+    pub agent: Vec<Option<usize>>,
     /// Parent node, `usize::MAX` when the parent is the slack (bus 0 of the paper).
     pub parent: Vec<usize>,
     pub children: Vec<Vec<usize>>,
@@ -50,14 +55,15 @@ pub struct OfoModel {
 /// Why a controller cannot be built for a task.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OfoError {
-    #[error("the OFO controllers need an inverter at every non-slack bus of a radial network: {0}")]
+    #[error("the OFO controllers need a radial network with at most one inverter per bus: {0}")]
     Topology(String),
     #[error("{0}")]
     Params(String),
 }
 
 impl OfoModel {
-    /// The model of a task whose every non-slack bus has exactly one inverter (rural2_96).
+    /// The model of a task on a radial network with at most one inverter per bus (rural2_96: one at
+    /// every non-slack bus; the MAPDN feeders: some).
     pub fn from_task(task: &Task) -> Result<OfoModel, OfoError> {
         let net = &task.network;
         let ldf = voltarena_env::LinDistFlow::new(net, voltarena_env::LinDistFlowForm::Linear)
@@ -78,9 +84,6 @@ impl OfoModel {
         for &b in &tree.order {
             if b == net.slack {
                 continue;
-            }
-            if agent_of_bus[b] == NONE {
-                return Err(OfoError::Topology(format!("bus id {} has no inverter", task.bus_id[b])));
             }
             node_of_bus[b] = bus.len();
             bus.push(b);
@@ -110,7 +113,7 @@ impl OfoModel {
             x_path[i] = x[i] + if parent[i] == NONE { 0.0 } else { x_path[parent[i]] };
         }
         Ok(OfoModel {
-            agent: bus.iter().map(|&b| agent_of_bus[b]).collect(),
+            agent: bus.iter().map(|&b| (agent_of_bus[b] != NONE).then_some(agent_of_bus[b])).collect(),
             bus,
             parent,
             children,
