@@ -48,7 +48,7 @@ fn bad_configs_exit_2_naming_the_problem() {
         (base.replace("[controllers.tang2024]", "[controllers.opf]"), "unknown field `opf`"),
         (base.replace("start = \"12:00\"", "start = \"25:00\""), "scenario.start"),
         (base.replace("gamma_rel = 0.99", "gamma_rel = 0.99\ngamma = 1.0"), "gamma or gamma_rel, not both"),
-        (base.replace("task = \"rural2_96\"", "task = \"mapdn33\""), "inverter"),
+        (base.replace("k_inner = 10", "k_inner = 10\nmargin_pu = 0.2"), "margin_pu"),
         (base.replace("iterations = 300", "iterations = 300\nfailed_buses = [999]"), "bus id 999"),
     ];
     for (i, (text, expect)) in cases.iter().enumerate() {

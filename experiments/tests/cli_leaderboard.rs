@@ -25,9 +25,7 @@ kind = "droop"
 
 [[controllers]]
 name = "nested"
-kind = "ofo"
-ofo_config = "../configs/ofo_rural2_dynamic.toml"
-ofo = "nested"
+kind = "nested"
 
 [[controllers]]
 name = "matd3"
@@ -59,7 +57,7 @@ fn reruns_are_identical_and_verify_checks_them() {
     assert_eq!(ja, jb, "two runs (2 jobs and 1 job) must agree apart from timestamps");
     let entries = ja["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 4);
-    assert_eq!(entries[2]["status"], "n/a", "OFO does not apply to mapdn33");
+    assert_eq!(entries[2]["status"], "ok", "OFO runs on mapdn33 (buses without an inverter are zero-capacity nodes)");
     assert!(entries[3]["train_config_hash"].is_string());
     assert!(ja["suite_hash"].is_string() && ja["git_commit"].is_string() || ja["git_commit"].is_null());
     assert!(ja["machine"].is_string() && ja["cpu"]["model"].is_string() && ja["cpu"]["flags"].is_array(), "{}", ja["cpu"]);
@@ -198,4 +196,35 @@ fn slurm_array_entries_collect_to_the_local_numbers_and_run_dirs_are_reused() {
     let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", re.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("/no/such/run") && err.contains("missing"), "{err}");
+}
+
+#[test]
+fn a_controller_that_does_not_apply_is_na_not_an_error() {
+    // Two inverters at one bus: the OFO model (one node per bus) does not apply.
+    let dir = std::env::temp_dir().join(format!("va-lb-na-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let net = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/networks/mapdn_case33.json");
+    let task = dir.join("double.toml");
+    std::fs::write(
+        &task,
+        format!(
+            "name = \"double\"\nnetwork = \"{}\"\nresolution_s = 180\nepisode_steps = 20\nv_min = 0.95\nv_max = 1.05\naction_scale = 0.8\n\
+             [loads]\nprofiles = \"by_size\"\nhousehold = [\"H0-A\"]\ncommercial = [\"G0-A\"]\ncommercial_above_mw = 0.2\n\
+             [pv]\nplacement = \"units\"\nrating = \"nominal\"\n\
+             [[pv.units]]\nbus = 12\ndc_kw = 500\nprofile = \"PV1\"\n[[pv.units]]\nbus = 12\ndc_kw = 300\nprofile = \"PV2\"\n\
+             [zones]\nsource = \"feeders\"\n",
+            net.display()
+        ),
+    )
+    .unwrap();
+    let suite = dir.join("suite.toml");
+    std::fs::write(&suite, format!("name = \"na\"\ntasks = [\"{}\"]\nseeds = [1]\neval_episodes = 1\n[[controllers]]\nname = \"none\"\nkind = \"none\"\n[[controllers]]\nname = \"nested\"\nkind = \"nested\"\n", task.display())).unwrap();
+    let out = dir.join("o");
+    let (code, _, err) = voltarena(&["leaderboard", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "n/a is a result, not a failure: {err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(v["entries"][0]["status"], "ok");
+    assert_eq!(v["entries"][1]["status"], "n/a");
+    assert!(v["entries"][1]["message"].as_str().unwrap().contains("two inverters"), "{}", v["entries"][1]["message"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

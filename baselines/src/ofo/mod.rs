@@ -18,6 +18,7 @@ pub mod qu2020;
 pub mod tang2024;
 pub mod two_metric;
 
+use faer::linalg::solvers::Solve;
 use faer::Mat;
 use serde::{Deserialize, Serialize};
 use voltarena_env::Task;
@@ -192,6 +193,44 @@ impl OfoModel {
     pub fn deepest(&self) -> usize {
         (0..self.len()).max_by(|&a, &b| self.x_path[a].total_cmp(&self.x_path[b])).unwrap_or(0)
     }
+
+    /// Whether every node has an inverter (rural2_96).
+    pub fn fully_actuated(&self) -> bool {
+        self.agent.iter().all(|a| a.is_some())
+    }
+
+    /// The largest voltage response of a node to its own dual, G = max_i X_iI X_II⁻¹ X_Ii (pu/kVar),
+    /// where I are the nodes with an inverter: how far v_i moves per kVar of the X-norm projection of
+    /// a unit step at node i onto the setpoints the inverters can take. Every node an inverter:
+    /// G = X_ii of the deepest node.
+    pub fn dual_response(&self) -> f64 {
+        if self.fully_actuated() {
+            return self.x_path[self.deepest()];
+        }
+        let x = self.dense_x();
+        let inv: Vec<usize> = (0..self.len()).filter(|&j| self.agent[j].is_some()).collect();
+        if inv.is_empty() {
+            return f64::NAN;
+        }
+        let k = inv.len();
+        let xii = Mat::<f64>::from_fn(k, k, |a, b| x[(inv[a], inv[b])]);
+        let xi_all = Mat::<f64>::from_fn(k, self.len(), |a, j| x[(inv[a], j)]);
+        let Ok(llt) = xii.llt(faer::Side::Lower) else { return f64::NAN };
+        let sol = llt.solve(&xi_all); // X_II⁻¹ X_I·
+        (0..self.len()).map(|i| (0..k).map(|a| xi_all[(a, i)] * sol[(a, i)]).sum::<f64>()).fold(0.0, f64::max)
+    }
+
+    /// The steady-state gain from the duals to the voltages through the inverters, S = λmax(X_·I X_I·)
+    /// = σmax(X_·I)² (pu²/kVar²), I the nodes with an inverter: in centralized PDGP q = −X λ / 2c at
+    /// rest, so a dual step Δλ moves the voltages by −X_·I X_I· Δλ / 2, and S bounds that gain over
+    /// any set of active limits.
+    pub fn dual_sensitivity(&self) -> f64 {
+        let x = self.dense_x();
+        let n = self.len();
+        let inv: Vec<usize> = (0..n).filter(|&j| self.agent[j].is_some()).collect();
+        let g = Mat::<f64>::from_fn(inv.len(), inv.len(), |a, b| (0..n).map(|i| x[(i, inv[a])] * x[(i, inv[b])]).sum::<f64>());
+        g.self_adjoint_eigenvalues(faer::Side::Lower).map(|ev| ev.iter().copied().fold(0.0, f64::max)).unwrap_or(f64::NAN)
+    }
 }
 
 /// Step sizes and regularisation, each either absolute or relative to the model (resolved by
@@ -201,12 +240,20 @@ impl OfoModel {
 pub struct StepSpec {
     /// Dual step α (kVar²/pu²).
     pub alpha: Option<f64>,
-    /// α = alpha_gain / (β · X_ii of the deepest node): the dual loop gain there.
+    /// α = alpha_gain / (β · G), G = [`OfoModel::dual_response`] (X_ii of the deepest node where
+    /// every node has an inverter): the dual loop gain of the distributed controllers there.
     pub alpha_gain: Option<f64>,
+    /// α = 2 · alpha_loop / S, S = [`OfoModel::dual_sensitivity`]: the steady-state dual loop gain
+    /// of the centralized controller at its most sensitive node.
+    pub alpha_loop: Option<f64>,
     /// Primal step β.
     pub beta: Option<f64>,
     /// β = beta_rel · λ_min(X).
     pub beta_rel: Option<f64>,
+    /// β = beta_gain / (4 γ K) (nested): the inner loop's K projected-gradient steps of size γ move
+    /// the setpoints by ≈ 2γK·X(q̃ − q) along the smooth modes of X, so the tentative step's
+    /// −β X⁻¹ 2q contracts them by a factor 1 − beta_gain per outer iteration, on any feeder.
+    pub beta_gain: Option<f64>,
     /// Inner projected-gradient step γ (kVar/pu).
     pub gamma: Option<f64>,
     /// γ = gamma_rel / λ_max(X).
@@ -220,6 +267,9 @@ pub struct StepSpec {
     pub warm_start: Option<bool>,
     /// Augmented-Lagrangian penalty (Qu & Li; 1 in their code).
     pub c_al: Option<f64>,
+    /// The controller regulates to [v_min + margin, v_max − margin] (pu; default 0): a margin
+    /// against the violations an integrating dual lets through before it reacts.
+    pub margin_pu: Option<f64>,
 }
 
 /// Resolved parameters.
@@ -233,29 +283,34 @@ pub struct Steps {
     pub k_inner: usize,
     pub warm_start: bool,
     pub c_al: f64,
+    pub margin_pu: f64,
 }
 
 impl StepSpec {
     pub fn resolve(&self, model: &OfoModel) -> Result<Steps, OfoError> {
         let need_eig = self.beta_rel.is_some() || self.gamma_rel.is_some();
         let (lmin, lmax) = if need_eig { model.eig_range() } else { (f64::NAN, f64::NAN) };
-        let beta = match (self.beta, self.beta_rel) {
-            (Some(b), None) => b,
-            (None, Some(r)) => r * lmin,
-            (None, None) => return Err(OfoError::Params("set beta or beta_rel".into())),
-            (Some(_), Some(_)) => return Err(OfoError::Params("set beta or beta_rel, not both".into())),
-        };
-        let alpha = match (self.alpha, self.alpha_gain) {
-            (Some(a), None) => a,
-            (None, Some(g)) => g / (beta * model.x_path[model.deepest()]),
-            (None, None) => 0.0,
-            (Some(_), Some(_)) => return Err(OfoError::Params("set alpha or alpha_gain, not both".into())),
-        };
         let gamma = match (self.gamma, self.gamma_rel) {
             (Some(g), None) => g,
             (None, Some(r)) => r / lmax,
             (None, None) => 0.0,
             (Some(_), Some(_)) => return Err(OfoError::Params("set gamma or gamma_rel, not both".into())),
+        };
+        let k_inner = self.k_inner.unwrap_or(10);
+        let beta = match (self.beta, self.beta_rel, self.beta_gain) {
+            (Some(b), None, None) => b,
+            (None, Some(r), None) => r * lmin,
+            (None, None, Some(g)) if gamma > 0.0 => g / (4.0 * gamma * k_inner as f64),
+            (None, None, Some(_)) => return Err(OfoError::Params("beta_gain needs gamma or gamma_rel (the inner step)".into())),
+            (None, None, None) => return Err(OfoError::Params("set beta, beta_rel or beta_gain".into())),
+            _ => return Err(OfoError::Params("set one of beta, beta_rel and beta_gain".into())),
+        };
+        let alpha = match (self.alpha, self.alpha_gain, self.alpha_loop) {
+            (Some(a), None, None) => a,
+            (None, Some(g), None) => g / (beta * model.dual_response()),
+            (None, None, Some(g)) => 2.0 * g / model.dual_sensitivity(),
+            (None, None, None) => 0.0,
+            _ => return Err(OfoError::Params("set one of alpha, alpha_gain and alpha_loop".into())),
         };
         let s = Steps {
             alpha,
@@ -263,10 +318,14 @@ impl StepSpec {
             gamma,
             epsilon: self.epsilon.unwrap_or(1e-10),
             eta: self.eta.unwrap_or(1e-10),
-            k_inner: self.k_inner.unwrap_or(10),
+            k_inner,
             warm_start: self.warm_start.unwrap_or(true),
             c_al: self.c_al.unwrap_or(1.0),
+            margin_pu: self.margin_pu.unwrap_or(0.0),
         };
+        if !(s.margin_pu >= 0.0 && 2.0 * s.margin_pu < model.v_max - model.v_min) {
+            return Err(OfoError::Params(format!("margin_pu must be ≥ 0 and leave a band inside [v_min, v_max], got {}", s.margin_pu)));
+        }
         for (name, v) in [("alpha", s.alpha), ("beta", s.beta), ("gamma", s.gamma), ("epsilon", s.epsilon), ("eta", s.eta), ("c_al", s.c_al)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(OfoError::Params(format!("{name} must be a finite number ≥ 0, got {v}")));
