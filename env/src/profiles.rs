@@ -227,17 +227,38 @@ impl std::str::FromStr for Split {
 }
 
 /// Episode start times (in task steps of `resolution_s`) such that `steps` further steps stay
-/// inside one contiguous run of the split's days: a list of inclusive ranges.
-pub fn start_ranges(split: Split, days: usize, resolution_s: u32, steps: usize) -> Vec<(usize, usize)> {
+/// inside one contiguous run of the split's days: a list of inclusive ranges. With `window`
+/// (seconds of the local day, inclusive), only starts whose time of day lies in it.
+pub fn start_ranges(split: Split, days: usize, resolution_s: u32, steps: usize, window: Option<(u32, u32)>) -> Vec<(usize, usize)> {
     let per_day = 86_400 / resolution_s as usize;
     let mut out = Vec::new();
     for (d0, d1) in split.runs(days) {
         let first = d0 * per_day;
         let end = (d1 + 1) * per_day; // exclusive, in steps
         // The last sample used is start + steps, which must be < end.
-        if first + steps < end {
-            out.push((first, end - 1 - steps));
+        if first + steps >= end {
+            continue;
+        }
+        let last = end - 1 - steps;
+        match window {
+            None => out.push((first, last)),
+            Some((w0, w1)) => {
+                let (a, b) = (w0 as usize / resolution_s as usize, w1 as usize / resolution_s as usize);
+                for d in d0..=d1 {
+                    let (lo, hi) = (d * per_day + a, (d * per_day + b).min(last));
+                    if lo <= hi {
+                        out.push((lo, hi));
+                    }
+                }
+            }
         }
     }
     out
+}
+
+/// "HH:MM" → seconds of the day.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
 }

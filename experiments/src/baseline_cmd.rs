@@ -121,11 +121,6 @@ struct JsonOut<'a> {
     controllers: &'a BTreeMap<String, ControllerResult>,
 }
 
-fn parse_hhmm(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (u32, u32) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
-}
 
 /// Runs every configured controller; returns results and the monitored-bus trajectories.
 pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, ControllerResult>, Vec<(String, Vec<f64>, Vec<f64>)>, f64), CliError> {
@@ -135,7 +130,7 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     if sc.period_s == 0 || 86_400 % sc.period_s != 0 {
         return Err(bad("scenario.period_s", format!("must divide a day evenly, got {}", sc.period_s)));
     }
-    let start_s = parse_hhmm(&sc.start).ok_or_else(|| bad("scenario.start", format!("expected \"HH:MM\", got '{}'", sc.start)))?;
+    let start_s = voltarena_env::profiles::parse_hhmm(&sc.start).ok_or_else(|| bad("scenario.start", format!("expected \"HH:MM\", got '{}'", sc.start)))?;
     if sc.day >= base.days() {
         return Err(bad("scenario.day", format!("expected 0..{}, got {}", base.days(), sc.day)));
     }

@@ -20,10 +20,10 @@ pub enum TaskCommand {
 pub fn run(cmd: TaskCommand) -> Result<(), CliError> {
     match cmd {
         TaskCommand::List => {
-            println!("{:<12} {:>5} {:>7} {:>6}  description", "task", "buses", "agents", "zones");
+            println!("{:<17} {:>5} {:>7} {:>6}  description", "task", "buses", "agents", "zones");
             for name in builtin_names() {
                 let t = Task::builtin(name).map_err(|e| CliError::Other(e.to_string()))?;
-                println!("{:<12} {:>5} {:>7} {:>6}  {}", name, t.network.n_bus(), t.n_agents(), t.zones.len(), t.spec.description);
+                println!("{:<17} {:>5} {:>7} {:>6}  {}", name, t.network.n_bus(), t.n_agents(), t.zones.len(), t.spec.description);
             }
             Ok(())
         }

@@ -403,7 +403,17 @@ fn check_faults(spec: &TaskSpec, n_agents: usize, cx: Cx) -> Result<(), TaskErro
 /// Step 10: the episode fits in the test runs (2 days), so that every split can host it.
 fn check_episode_fits(spec: &TaskSpec, profiles: &Profiles, cx: Cx) -> Result<(), TaskError> {
     let days = profiles.rows() / ROWS_PER_DAY;
-    if start_ranges(Split::Test, days.min(DAYS), spec.resolution_s, spec.episode_steps).is_empty() {
+    let window = match &spec.start_window {
+        None => None,
+        Some([a, b]) => {
+            let bad = || cx.err("start_window", format!("expected [\"HH:MM\", \"HH:MM\"] with the first not after the second, got [{a:?}, {b:?}]"));
+            match (crate::profiles::parse_hhmm(a), crate::profiles::parse_hhmm(b)) {
+                (Some(x), Some(y)) if x <= y => Some((x, y)),
+                _ => return Err(bad()),
+            }
+        }
+    };
+    if start_ranges(Split::Test, days.min(DAYS), spec.resolution_s, spec.episode_steps, window).is_empty() {
         return Err(cx.err(
             "episode_steps",
             format!("{} steps of {} s do not fit in the 2-day test blocks of the day split", spec.episode_steps, spec.resolution_s),

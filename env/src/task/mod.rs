@@ -27,11 +27,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use voltarena_grid::network::Network;
 
 /// Built-in task specs, compiled in from `configs/tasks/`.
-const BUILTIN: [(&str, &str); 4] = [
+const BUILTIN: [(&str, &str); 5] = [
     ("mapdn33", include_str!("../../../configs/tasks/mapdn33.toml")),
     ("mapdn141", include_str!("../../../configs/tasks/mapdn141.toml")),
     ("mapdn322", include_str!("../../../configs/tasks/mapdn322.toml")),
     ("rural2_96", include_str!("../../../configs/tasks/rural2_96.toml")),
+    ("rural2_96_midday", include_str!("../../../configs/tasks/rural2_96_midday.toml")),
 ];
 
 /// Names of the built-in tasks.
@@ -220,6 +221,12 @@ impl Task {
 
     /// Valid episode start steps for a split (inclusive ranges, in task steps).
     pub fn start_ranges(&self, split: Split) -> Vec<(usize, usize)> {
-        start_ranges(split, self.days(), self.spec.resolution_s, self.spec.episode_steps)
+        start_ranges(split, self.days(), self.spec.resolution_s, self.spec.episode_steps, self.start_window())
+    }
+
+    /// The validated `start_window` in seconds of the day.
+    pub fn start_window(&self) -> Option<(u32, u32)> {
+        let w = self.spec.start_window.as_ref()?;
+        Some((crate::profiles::parse_hhmm(&w[0])?, crate::profiles::parse_hhmm(&w[1])?))
     }
 }

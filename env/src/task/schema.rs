@@ -307,6 +307,10 @@ pub struct TaskSpec {
     pub resolution_s: u32,
     /// Steps per episode.
     pub episode_steps: usize,
+    /// Local times ["HH:MM", "HH:MM"] between which episodes start (default: any time of day),
+    /// e.g. daytime windows for a task about PV over-voltages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_window: Option<[String; 2]>,
     /// Lower voltage limit (pu; default 0.95).
     #[serde(default = "default_vmin")]
     pub v_min: f64,
