@@ -47,4 +47,8 @@ impl Controller for RlPolicy {
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         self.acting.act(&self.learner, env, actions);
     }
+    /// Decentralised execution on the agents' zone observations.
+    fn communication(&self, task: &voltarena_env::Task) -> voltarena_env::controller::Communication {
+        voltarena_env::controller::Communication::zone_observations(task)
+    }
 }

@@ -19,6 +19,47 @@ pub trait Controller: Send {
     fn seconds_per_iteration(&self) -> Option<f64> {
         None
     }
+    /// What the controller needs from the communication network per control step (default: none,
+    /// a purely local controller).
+    fn communication(&self, _task: &crate::Task) -> Communication {
+        Communication::default()
+    }
+}
+
+/// How far a controller's information travels per control step, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// Local measurements only.
+    #[default]
+    None,
+    /// Measurements of the agent's zone (MAPDN's observations).
+    Zone,
+    /// Messages between electrically neighbouring nodes.
+    Neighbours,
+    /// To and from a central operator.
+    Central,
+}
+
+/// Communication per control step: how far it reaches and how many point-to-point messages (one
+/// number each) it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Communication {
+    pub reach: Reach,
+    pub messages_per_step: usize,
+}
+
+impl Communication {
+    /// Both needs together (a controller behind a safety layer).
+    pub fn and(self, other: Communication) -> Communication {
+        Communication { reach: self.reach.max(other.reach), messages_per_step: self.messages_per_step + other.messages_per_step }
+    }
+
+    /// Every agent reads the buses of its zone: Σ_k (|Z_k| − 1) messages.
+    pub fn zone_observations(task: &crate::Task) -> Communication {
+        let messages = task.zones.iter().map(|z| z.agents.len() * z.buses.len().saturating_sub(1)).sum();
+        Communication { reach: Reach::Zone, messages_per_step: messages }
+    }
 }
 
 /// No control: q ≡ 0.

@@ -163,11 +163,14 @@ pub struct Deployed<'a> {
     controller: Box<dyn Controller + 'a>,
     pipeline: ActionPipeline,
     raw: Vec<f64>,
+    /// Wall time of `act` (controller and pipeline) and its calls: the compute a control step costs.
+    act_seconds: f64,
+    acts: usize,
 }
 
 impl<'a> Deployed<'a> {
     pub fn new(controller: Box<dyn Controller + 'a>, task: &Task, deployment: Deployment) -> Result<Deployed<'a>, DeployError> {
-        Ok(Deployed { controller, pipeline: ActionPipeline::new(task, deployment)?, raw: vec![0.0; task.n_agents()] })
+        Ok(Deployed { controller, pipeline: ActionPipeline::new(task, deployment)?, raw: vec![0.0; task.n_agents()], act_seconds: 0.0, acts: 0 })
     }
 
     /// The controller behind no wrapper (no dead zone, no safety layer).
@@ -198,8 +201,33 @@ impl<'a> Deployed<'a> {
 
     /// The actions the grid gets now: the controller's, through the pipeline.
     pub fn act(&mut self, env: &VoltageEnv, out: &mut [f64]) -> FilterInfo {
+        let t0 = Instant::now();
         self.controller.act(env, &mut self.raw);
-        self.pipeline.apply(env, &self.raw, out)
+        let info = self.pipeline.apply(env, &self.raw, out);
+        self.act_seconds += t0.elapsed().as_secs_f64();
+        self.acts += 1;
+        info
+    }
+
+    /// Mean wall time of one control step (controller and pipeline) so far, in µs (timing, not a
+    /// metric: it depends on the machine and its load).
+    pub fn compute_us_per_step(&self) -> f64 {
+        1e6 * self.act_seconds / self.acts.max(1) as f64
+    }
+
+    /// What the deployed system needs from the communication network per step: the controller's
+    /// messages and the safety layer's (a central QP: monitored voltages up, actions down; the
+    /// decentralised variant within each zone).
+    pub fn communication(&self, task: &Task) -> crate::controller::Communication {
+        use crate::controller::{Communication, Reach};
+        let own = self.controller.communication(task);
+        let s = self.pipeline.deployment().safety;
+        let layer = match (s.kind, s.decentralized) {
+            (crate::safety::SafetyKind::None, _) => Communication::default(),
+            (_, false) => Communication { reach: Reach::Central, messages_per_step: task.metric_buses.len() + task.n_agents() },
+            (_, true) => Communication { reach: Reach::Zone, messages_per_step: task.zones.iter().map(|z| z.buses.len() + z.agents.len()).sum() },
+        };
+        own.and(layer)
     }
 }
 

@@ -78,6 +78,11 @@ struct EntryResult {
     /// What was deployed (dead zone, safety layer; for runs the checkpoint and any override).
     #[serde(skip_serializing_if = "Option::is_none")]
     deployment: Option<crate::controllers::DeployInfo>,
+    /// Communication per control step, and the mean wall time of one (µs; timing, not a metric).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    communication: Option<voltarena_env::controller::Communication>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compute_us_per_step: Option<f64>,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
@@ -111,7 +116,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             Err(fail) => {
                 let msg = fail.message().to_string();
                 eprintln!("warning: {}: {msg}", e.name);
-                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, bus_violation_rate: Vec::new(), error: Some(msg), deployment: None });
+                results.insert(e.name.clone(), EntryResult { metrics: MetricsAcc::new(task.network.n_bus()).summary(&task.bus_id), mean_return: f64::NAN, safety_intervention_rate: 0.0, bus_violation_rate: Vec::new(), error: Some(msg), deployment: None, communication: None, compute_us_per_step: None });
                 continue;
             }
         };
@@ -141,6 +146,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 bus_violation_rate: bus_viol.iter().map(|&c| c as f64 / ev.steps.max(1) as f64).collect(),
                 error: None,
                 deployment: Some(info),
+                communication: Some(deployed.communication(&task)),
+                compute_us_per_step: Some(deployed.compute_us_per_step()),
             },
         );
         envelopes.push((e.name.clone(), lo, hi));

@@ -105,6 +105,10 @@ struct Output {
     controller: String,
     /// Dead zone and safety layer in front of the controller (and, for `rl`, the run deployed).
     deployment: crate::controllers::DeployInfo,
+    /// What the deployed controller needs from the communication network per step, and the mean
+    /// wall time of one control step (µs; timing, not a metric).
+    communication: voltarena_env::controller::Communication,
+    compute_us_per_step: f64,
     backend: Backend,
     split: Split,
     seed: u64,
@@ -190,6 +194,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         task: task.spec.name.clone(),
         controller: controller.name().to_string(),
         deployment: info,
+        communication: controller.communication(&task),
+        compute_us_per_step: controller.compute_us_per_step(),
         backend,
         split,
         seed: args.seed,

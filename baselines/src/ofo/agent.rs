@@ -85,6 +85,10 @@ impl Controller for OfoAgent {
         }
     }
 
+    fn communication(&self, _task: &voltarena_env::Task) -> voltarena_env::controller::Communication {
+        self.inner.communication()
+    }
+
     fn seconds_per_iteration(&self) -> Option<f64> {
         (self.iterations > 0).then(|| self.seconds / self.iterations as f64)
     }

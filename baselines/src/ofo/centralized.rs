@@ -33,6 +33,11 @@ impl OfoController for Centralized {
         "centralized"
     }
 
+    /// Every node's voltage up to the operator, X(λ̄ − λ̲) down to every inverter.
+    fn communication(&self) -> voltarena_env::controller::Communication {
+        voltarena_env::controller::Communication { reach: voltarena_env::controller::Reach::Central, messages_per_step: self.model.len() + self.model.n_inverters() }
+    }
+
     fn reset(&mut self) {
         self.lam_up.fill(0.0);
         self.lam_lo.fill(0.0);

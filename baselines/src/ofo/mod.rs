@@ -194,6 +194,21 @@ impl OfoModel {
         (0..self.len()).max_by(|&a, &b| self.x_path[a].total_cmp(&self.x_path[b])).unwrap_or(0)
     }
 
+    /// Parent–child links among the nodes (the cables a neighbour message crosses).
+    pub fn links(&self) -> usize {
+        self.parent.iter().filter(|&&p| p != NONE).count()
+    }
+
+    /// Nodes with an inverter.
+    pub fn n_inverters(&self) -> usize {
+        self.agent.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// One message each way over every link, `rounds` times.
+    pub fn neighbour_messages(&self, rounds: usize) -> voltarena_env::controller::Communication {
+        voltarena_env::controller::Communication { reach: voltarena_env::controller::Reach::Neighbours, messages_per_step: 2 * self.links() * rounds }
+    }
+
     /// Whether every node has an inverter (rural2_96).
     pub fn fully_actuated(&self) -> bool {
         self.agent.iter().all(|a| a.is_some())
@@ -344,6 +359,9 @@ pub trait OfoController: Send {
     /// One outer iteration: `v` measured (pu), `q_max` = √(S² − p²) (kVar), `q` the setpoints in
     /// force, overwritten with the new ones.
     fn step(&mut self, v: &[f64], q_max: &[f64], q: &mut [f64]);
+    /// Messages per outer iteration (the controllers are written as message passing; this counts
+    /// what they send).
+    fn communication(&self) -> voltarena_env::controller::Communication;
 }
 
 /// Communication faults applied to the distributed controllers' messages.

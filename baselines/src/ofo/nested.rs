@@ -139,6 +139,11 @@ impl OfoController for Nested {
         "nested"
     }
 
+    /// m_i to the neighbours once, then K inner rounds of D up and U down every link.
+    fn communication(&self) -> voltarena_env::controller::Communication {
+        self.model.neighbour_messages(1 + self.steps.k_inner)
+    }
+
     fn reset(&mut self) {
         self.lam_up.fill(0.0);
         self.lam_lo.fill(0.0);

@@ -52,6 +52,11 @@ impl OfoController for Qu2020 {
         "qu2020"
     }
 
+    /// ∇C(q̂) + G to the neighbours (one hop).
+    fn communication(&self) -> voltarena_env::controller::Communication {
+        self.model.neighbour_messages(1)
+    }
+
     fn reset(&mut self) {
         self.xi.fill(0.0);
         self.lam_up.fill(0.0);

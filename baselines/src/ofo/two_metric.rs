@@ -39,6 +39,11 @@ impl OfoController for TwoMetric {
         "two_metric"
     }
 
+    /// m_i to the neighbours (one hop).
+    fn communication(&self) -> voltarena_env::controller::Communication {
+        self.model.neighbour_messages(1)
+    }
+
     fn reset(&mut self) {
         self.lam_up.fill(0.0);
         self.lam_lo.fill(0.0);

@@ -10,6 +10,7 @@ use crate::{atomic, CliError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use voltarena_env::controller::Communication;
 use voltarena_env::deploy::Deployment;
 use voltarena_env::MetricsSummary;
 
@@ -44,6 +45,23 @@ pub struct EntryOut {
     pub deployment: Option<Deployment>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployment_overridden: Vec<String>,
+    /// What the deployed controller needs from the communication network per control step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communication: Option<Communication>,
+    /// Median over seeds of the mean wall time of one control step (µs: controller, dead zone and
+    /// safety layer; measured while the suite ran, so it depends on the machine and `--jobs`; not
+    /// compared by `--verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_us_per_step: Option<f64>,
+}
+
+/// "neighbours, 640 msg" for a table cell.
+pub fn communication_cell(e: &EntryOut) -> String {
+    match e.communication {
+        None => "—".into(),
+        Some(c) if c.messages_per_step == 0 => format!("{:?}", c.reach).to_lowercase(),
+        Some(c) => format!("{}, {} msg", format!("{:?}", c.reach).to_lowercase(), c.messages_per_step),
+    }
 }
 
 /// Median and interquartile range over seeds of the leaderboard's metrics.
@@ -80,10 +98,10 @@ fn markdown(suite: &Suite, entries: &[EntryOut]) -> String {
         suite.name, suite.seeds, suite.eval_episodes
     );
     for t in &suite.tasks {
-        s.push_str(&format!("\n## {t}\n\n| controller | CR | QL (Mvar) | AVV max (pu) | violation rate | losses (kWh) |\n|---|---|---|---|---|---|\n"));
+        s.push_str(&format!("\n## {t}\n\n| controller | CR | QL (Mvar) | AVV max (pu) | violation rate | losses (kWh) | communication per step | µs per step |\n|---|---|---|---|---|---|---|---|\n"));
         for e in entries.iter().filter(|e| &e.task == t) {
             if e.status != "ok" {
-                s.push_str(&format!("| {} | {} | | | | {} |\n", e.controller, e.status, e.message.clone().unwrap_or_default().replace('|', "/")));
+                s.push_str(&format!("| {} | {} | | | | {} | | |\n", e.controller, e.status, e.message.clone().unwrap_or_default().replace('|', "/")));
                 continue;
             }
             let f = |k: &str, p: usize| {
@@ -91,7 +109,8 @@ fn markdown(suite: &Suite, entries: &[EntryOut]) -> String {
                 format!("{:.*} [{:.*}, {:.*}]", p, st.median, p, st.q25, p, st.q75)
             };
             let a = &e.summary["avv_max"];
-            s.push_str(&format!("| {} | {} | {} | {:.1e} [{:.1e}, {:.1e}] | {} | {} |\n", e.controller, f("cr", 4), f("ql", 4), a.median, a.q25, a.q75, f("violation_rate", 4), f("loss_kwh", 0)));
+            let us = e.compute_us_per_step.map(|u| format!("{u:.1}")).unwrap_or_default();
+            s.push_str(&format!("| {} | {} | {} | {:.1e} [{:.1e}, {:.1e}] | {} | {} | {} | {us} |\n", e.controller, f("cr", 4), f("ql", 4), a.median, a.q25, a.q75, f("violation_rate", 4), f("loss_kwh", 0), communication_cell(e)));
         }
     }
     s

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use voltarena_agents::run::{Overrides, RunDir};
 use voltarena_agents::train::{Logger, TrainConfig, Trainer};
 use voltarena_baselines::{ControllerSpec, Faults};
+use voltarena_env::controller::Communication;
 use voltarena_env::deploy::{Checkpoint, Deployed, Deployment};
 use voltarena_env::{MetricsSummary, Split, Task, VoltageEnv};
 
@@ -63,21 +64,26 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
             run_dirs: e.runs.get(t).map(|r| r.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default(),
             deployment: None,
             deployment_overridden: Vec::new(),
+            communication: None,
+            compute_us_per_step: None,
         };
+        let mut compute = Vec::new();
         for (idx, &(kk, _)) in work.iter().enumerate() {
             if kk != k {
                 continue;
             }
             match &results[&idx] {
-                Ok((m, h, d, o)) => {
-                    out.per_seed.push(m.clone());
+                Ok(j) => {
+                    out.per_seed.push(j.metrics.clone());
                     if out.train_config_hash.is_none() {
-                        out.train_config_hash = h.clone();
+                        out.train_config_hash = j.config_hash.clone();
                     }
                     if out.deployment.is_none() {
-                        out.deployment = Some(*d);
-                        out.deployment_overridden = o.clone();
+                        out.deployment = Some(j.deployment);
+                        out.deployment_overridden = j.overridden.clone();
+                        out.communication = Some(j.communication);
                     }
+                    compute.push(j.compute_us_per_step);
                 }
                 Err((status, msg)) => {
                     out.status = status.clone();
@@ -87,6 +93,8 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
         }
         if out.status == "ok" {
             out.summary = summarize(&out.per_seed);
+            compute.sort_by(f64::total_cmp);
+            out.compute_us_per_step = Some(super::report::quantile(&compute, 0.5));
         } else {
             out.per_seed.clear();
         }
@@ -95,9 +103,24 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
     Ok(entries)
 }
 
-/// What one (task, controller, seed) job gives: its metrics, the training-config hash (RL), the
-/// deployment and what of it the entry overrode.
-type JobOk = (MetricsSummary, Option<String>, Deployment, Vec<String>);
+/// What one (task, controller, seed) job gives.
+struct JobOk {
+    metrics: MetricsSummary,
+    /// Hash of the resolved training config (RL).
+    config_hash: Option<String>,
+    deployment: Deployment,
+    /// What of the deployment the entry overrode.
+    overridden: Vec<String>,
+    communication: Communication,
+    /// Mean wall time of a control step (µs; timing, not a metric).
+    compute_us_per_step: f64,
+}
+
+/// Evaluates `deployed` on the seed's test days and collects the job's result.
+fn finish(task: &Arc<Task>, deployed: &mut Deployed, seed: u64, episodes: usize, config_hash: Option<String>, deployment: Deployment, overridden: Vec<String>) -> Result<JobOk, String> {
+    let metrics = eval_deployed(task, deployed, seed, episodes)?;
+    Ok(JobOk { metrics, config_hash, deployment, overridden, communication: deployed.communication(task), compute_us_per_step: deployed.compute_us_per_step() })
+}
 
 /// One (task, controller, seed) job: Ok(metrics, ...), or Err((status, message)).
 fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes: usize, run_dir: &Path) -> Result<JobOk, (String, String)> {
@@ -142,15 +165,13 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes
                 crate::controllers::DeployFailure::NotApplicable(m) => ("n/a".to_string(), m),
                 crate::controllers::DeployFailure::Error(m) => err(m),
             })?;
-            let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
-            return Ok((m, None, info.deployment, Vec::new()));
+            return finish(&task, &mut deployed, seed, episodes, None, info.deployment, Vec::new()).map_err(err);
         }
     };
     // The deployed run: its own dead zone and safety layer unless the entry overrides them.
     let (mut deployed, info) = crate::controllers::deploy_run(&run, &task, which, overrides).map_err(|f| err(f.message().to_string()))?;
     let overridden = info.run.as_ref().map(|r| r.overridden.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
-    let m = eval_deployed(&task, &mut deployed, seed, episodes).map_err(err)?;
-    Ok((m, Some(hash), info.deployment, overridden))
+    finish(&task, &mut deployed, seed, episodes, Some(hash), info.deployment, overridden).map_err(err)
 }
 
 /// The resolved training config of an RL entry for one task and seed, and its text (hashed).

@@ -108,7 +108,7 @@ pub fn collect(suite_path: &Path, suite: &Suite, suite_hash: &str, dir: &Path) -
     for k in 0..suite.n_entries() {
         let f = dir.join("entries").join(format!("{k}.json"));
         let (t, c) = suite.entry(k);
-        let missing = |m: String| EntryOut { task: t.clone(), controller: c.name.clone(), status: "missing".into(), message: Some(m), seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None, run_dirs: Vec::new(), deployment: None, deployment_overridden: Vec::new() };
+        let missing = |m: String| EntryOut { task: t.clone(), controller: c.name.clone(), status: "missing".into(), message: Some(m), seeds: suite.seeds.clone(), per_seed: Vec::new(), summary: BTreeMap::new(), train_config_hash: None, run_dirs: Vec::new(), deployment: None, deployment_overridden: Vec::new(), communication: None, compute_us_per_step: None };
         let entry = match std::fs::read_to_string(&f) {
             Err(e) => missing(format!("{}: {e} (array task {k} did not finish)", f.display())),
             Ok(text) => match serde_json::from_str::<EntryFile>(&text) {
