@@ -2,11 +2,23 @@
 //! with centralised critics, decentralised execution and parameter sharing (one actor for all
 //! agents, a one-hot agent id appended to each observation).
 //!
-//! Each algorithm is one readable file (`maddpg.rs`, `matd3.rs`) with its hyperparameters in one
-//! struct; `nets.rs` holds the shared actor and critic, `buffer.rs` the replay buffer,
-//! `normalize.rs` optional running normalisation, `train.rs` the training loop and evaluation, `policy.rs` a trained policy as a `Controller`.
+//! One file, one job:
+//!
+//! * [`buffer`] — the preallocated replay buffer of joint transitions, uniform sampling;
+//! * [`config`] — a training run as written in `configs/*.toml` ([`config::TrainConfig`]): every
+//!   key with its unit and default, and its validation;
+//! * [`maddpg`], [`matd3`] — each algorithm, readable top to bottom, with its hyperparameters in
+//!   one struct (the `[maddpg]` / `[matd3]` tables);
+//! * [`nets`] — the shared actor (feed-forward or GRU) and the centralised critics;
+//! * [`normalize`] — optional running normalisation of observations, states and rewards;
+//! * [`numerics`] — pins libtorch's CPU kernels, so that a run gives the same numbers on any AVX2 CPU;
+//! * [`policy`] — a trained policy as a `Controller`;
+//! * [`run`] — a run directory and the system it deploys;
+//! * [`train`] — the training loop, training-time evaluation and checkpoints;
+//! * [`validate`] — range checks of config keys, naming the key that is out of range.
 
 pub mod buffer;
+pub mod config;
 pub mod maddpg;
 pub mod matd3;
 pub mod nets;

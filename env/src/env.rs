@@ -12,10 +12,12 @@
 //! 4. reward, metrics and the next observations come from that solved state.
 //!
 //! Compat mode reproduces MAPDN's timing instead (docs/ENVIRONMENT.md). Nothing here allocates per
-//! step, and a power-flow failure is a step result (`metrics.diverged`), never a panic.
+//! step, and a power-flow failure is a step result (`metrics.diverged`), never a panic. What the
+//! metrics mean and how they add up over episodes is [`crate::metrics`]; they are re-exported here.
 
 use voltarena_grid::powerflow::{AcOptions, AcSolver, Injection, LinDistFlow, LinDistFlowForm, PowerFlowError, Solution, SolveInfo};
 use crate::action::{q_available, q_of_action};
+pub use crate::metrics::{MetricsAcc, MetricsSummary, StepMetrics};
 use crate::profiles::Split;
 use crate::task::{Backend, DataNoise, FaultKind, Mode, Task};
 use rand::{RngExt, SeedableRng};
@@ -57,24 +59,6 @@ impl Default for ResetOptions {
     }
 }
 
-/// Metrics of one step. Voltages are judged on the task's `metric_buses`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct StepMetrics {
-    /// 1 if every bus is within [v_min, v_max], else 0 (MAPDN's CR; 0 on divergence).
-    pub cr: f64,
-    /// Mean |q| over the inverters (Mvar): MAPDN's QL.
-    pub ql_mvar: f64,
-    /// Σ_i [v_i − v_max]⁺ + [v_min − v_i]⁺ (pu).
-    pub violation_pu: f64,
-    /// Largest single-bus violation (pu).
-    pub max_violation_pu: f64,
-    pub v_min_pu: f64,
-    pub v_max_pu: f64,
-    /// Branch active losses (MW).
-    pub loss_mw: f64,
-    pub diverged: bool,
-}
-
 /// The typed spaces of an environment (PettingZoo's `observation_space` / `action_space`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Spaces {
@@ -102,98 +86,6 @@ pub struct Step {
     /// The episode hit its time limit (clean mode): bootstrap from the next state.
     pub truncated: bool,
     pub metrics: StepMetrics,
-}
-
-/// Running sums of step metrics (per episode, or merged over many).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MetricsAcc {
-    pub steps: usize,
-    pub cr_sum: f64,
-    pub ql_sum: f64,
-    pub violation_steps: usize,
-    pub violation_pu_sum: f64,
-    pub loss_kwh: f64,
-    pub q_kvarh: f64,
-    pub divergences: usize,
-    /// Σ_t ([v_i − v_max]⁺ + [v_min − v_i]⁺) per bus (all buses, bus order).
-    pub avv_sum: Vec<f64>,
-}
-
-/// Aggregate metrics (`docs/ENVIRONMENT.md` defines each).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricsSummary {
-    pub steps: usize,
-    pub cr: f64,
-    pub ql: f64,
-    pub avv_max: f64,
-    /// Bus id with the largest AVV.
-    pub avv_max_bus: i64,
-    pub violation_rate: f64,
-    pub violation_pu_mean: f64,
-    pub loss_kwh: f64,
-    pub q_kvarh: f64,
-    pub divergences: usize,
-}
-
-impl MetricsAcc {
-    pub fn new(n_bus: usize) -> MetricsAcc {
-        MetricsAcc { avv_sum: vec![0.0; n_bus], ..Default::default() }
-    }
-
-    pub fn clear(&mut self) {
-        let n = self.avv_sum.len();
-        *self = MetricsAcc::new(n);
-    }
-
-    /// Adds another accumulator (same network).
-    pub fn merge(&mut self, o: &MetricsAcc) {
-        self.steps += o.steps;
-        self.cr_sum += o.cr_sum;
-        self.ql_sum += o.ql_sum;
-        self.violation_steps += o.violation_steps;
-        self.violation_pu_sum += o.violation_pu_sum;
-        self.loss_kwh += o.loss_kwh;
-        self.q_kvarh += o.q_kvarh;
-        self.divergences += o.divergences;
-        if self.avv_sum.len() < o.avv_sum.len() {
-            self.avv_sum.resize(o.avv_sum.len(), 0.0);
-        }
-        for (a, b) in self.avv_sum.iter_mut().zip(&o.avv_sum) {
-            *a += b;
-        }
-    }
-
-    /// Average voltage violation of each bus (pu), ofo.md eq. (20).
-    pub fn avv(&self, bus: usize) -> f64 {
-        if self.steps == 0 {
-            0.0
-        } else {
-            self.avv_sum[bus] / self.steps as f64
-        }
-    }
-
-    pub fn summary(&self, bus_id: &[i64]) -> MetricsSummary {
-        let s = self.steps.max(1) as f64;
-        let (mut best, mut arg) = (0.0, 0usize);
-        for (i, &a) in self.avv_sum.iter().enumerate() {
-            if a > best {
-                best = a;
-                arg = i;
-            }
-        }
-        MetricsSummary {
-            steps: self.steps,
-            cr: self.cr_sum / s,
-            ql: self.ql_sum / s,
-            avv_max: best / s,
-            avv_max_bus: bus_id.get(arg).copied().unwrap_or(-1),
-            violation_rate: self.violation_steps as f64 / s,
-            violation_pu_mean: self.violation_pu_sum / s,
-            loss_kwh: self.loss_kwh,
-            q_kvarh: self.q_kvarh,
-            divergences: self.divergences,
-        }
-    }
 }
 
 /// What one agent can measure locally (for model-based controllers such as droop).
@@ -683,21 +575,7 @@ impl VoltageEnv {
 
     fn accumulate(&mut self, m: &StepMetrics) {
         let dt_h = self.task.spec.resolution_s as f64 / 3600.0;
-        let a = &mut self.acc;
-        a.steps += 1;
-        a.cr_sum += m.cr;
-        a.ql_sum += m.ql_mvar;
-        if m.diverged {
-            a.divergences += 1;
-            a.violation_steps += 1;
-            return;
-        }
-        if m.cr < 1.0 {
-            a.violation_steps += 1;
-        }
-        a.violation_pu_sum += m.violation_pu;
-        a.loss_kwh += m.loss_mw * 1000.0 * dt_h;
-        a.q_kvarh += m.ql_mvar * self.q.len() as f64 * 1000.0 * dt_h;
+        self.acc.add_step(m, dt_h, self.q.len());
     }
 
     /// Observations and state from the current solved state, at the offsets of the task's

@@ -3,10 +3,11 @@
 //! The task a controller faces, on top of the grid physics of [`voltarena_grid`]: load and PV
 //! profiles with their day splits ([`profiles`]), TOML task specs ([`task`]), the multi-agent
 //! voltage-control environment (Dec-POMDP, PettingZoo-style parallel API: [`VoltageEnv`], and
-//! [`vector::VecEnv`] over threads), rewards and metrics, the [`Controller`] interface ([`controller`]) with the one
-//! deployed-controller pipeline every command evaluates through ([`deploy`]), and the action
-//! wrappers between any controller and the grid: the action dead zone and the safety layers
-//! ([`safety`]: projection filter and CBF correction, a QP on the LinDistFlow sensitivities).
+//! [`vector::VecEnv`] over threads), rewards ([`reward`]) and metrics ([`metrics`]), the
+//! [`Controller`] interface ([`controller`]) with the one deployed-controller pipeline every
+//! command evaluates through ([`deploy`]), and the action wrappers between any controller and the
+//! grid: the action dead zone and the safety layers ([`safety`]: projection filter and CBF
+//! correction, a QP on the LinDistFlow sensitivities).
 //!
 //! Units as in `voltarena-grid`: MW / Mvar in generator convention, voltages in pu. Actions are
 //! a ∈ [−1, 1] per agent; [`action`] defines the one map between actions and reactive setpoints.
@@ -21,6 +22,7 @@ pub mod action;
 pub mod controller;
 pub mod deploy;
 pub mod env;
+pub mod metrics;
 pub mod profiles;
 pub mod reward;
 pub mod safety;
@@ -29,7 +31,8 @@ pub mod vector;
 
 pub use controller::Controller;
 pub use deploy::{ActionPipeline, Deployed, Deployment, Evaluation};
-pub use env::{EnvError, MetricsAcc, MetricsSummary, ResetOptions, Spaces, Step, StepMetrics, VoltageEnv};
+pub use env::{EnvError, ResetOptions, Spaces, Step, VoltageEnv};
+pub use metrics::{MetricsAcc, MetricsSummary, StepMetrics};
 pub use voltarena_grid::{network, powerflow, Network, NetworkError, C64};
 pub use profiles::Split;
 pub use task::{Task, TaskError};

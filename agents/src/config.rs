@@ -1,0 +1,190 @@
+//! A training run as written in `configs/*.toml`: every key of [`TrainConfig`], CleanRL style —
+//! all hyperparameters of a run in one place, with their defaults next to them. The per-algorithm
+//! tables `[matd3]` and `[maddpg]` are [`Matd3Config`] (`matd3.rs`) and [`MaddpgConfig`]
+//! (`maddpg.rs`). Unknown keys are refused; [`TrainConfig::validate`] checks every range and names
+//! the first key outside its own. The resolved config (defaults filled in) is the run directory's
+//! `config.toml` and its hash; the keys marked "left out when off" are not written when off, so the
+//! hashes of earlier runs stay valid.
+//!
+//! | key | meaning (unit) | default |
+//! |---|---|---|
+//! | `task` | built-in task name or task TOML path | required |
+//! | `algorithm` | `"matd3"` or `"maddpg"` | required |
+//! | `seed` | seeds the environment, exploration, sampling and network initialisation | 0 |
+//! | `total_steps` | environment steps in total | required |
+//! | `learning_starts` | uniform random actions, and no updates, before this step (steps) | 2000 |
+//! | `update_every` | one round of updates every this many environment steps | 1 |
+//! | `updates_per_round` | gradient updates per round | 1 |
+//! | `buffer_size` | replay capacity (joint transitions, one per step; ≥ the batch size) | 100000 |
+//! | `explore_sigma_start` | Gaussian exploration σ at step 0 (action units, a ∈ [−1, 1]) | 0.5 |
+//! | `explore_sigma_end` | σ from `explore_decay_steps` on (linear decay in between) | 0.05 |
+//! | `explore_decay_steps` | length of the σ decay (steps) | 30000 |
+//! | `eval_every` | evaluate the deterministic policy every this many steps (0 = never) | 5000 |
+//! | `eval_episodes` | fixed validation-split episodes per evaluation | 5 |
+//! | `checkpoint_every` | checkpoint every this many steps (0 = only at the end) | 10000 |
+//! | `torch_threads` | libtorch intra-op threads | 1 |
+//! | `[safety]` | safety layer in training and evaluation (`voltarena_env::safety::SafetyConfig`, docs/SAFETY.md) | `kind = "none"` |
+//! | `normalize_obs` | running normalisation of observations and states (left out when off) | false |
+//! | `normalize_reward` | reward scaling by the running std of the discounted return (left out when off) | false |
+//! | `store_filtered_action` | with a safety layer, store the applied action (not the proposal) | true |
+//! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
+//! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
+//! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
+//! | `[maddpg]` | MADDPG hyperparameters ([`MaddpgConfig`]) | its defaults |
+
+use crate::maddpg::MaddpgConfig;
+use crate::matd3::Matd3Config;
+use crate::validate::{Check, ConfigError};
+use serde::{Deserialize, Serialize};
+use voltarena_env::deploy::Deployment;
+
+/// Which algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Matd3,
+    Maddpg,
+}
+
+/// A training run, as written in `configs/*_mapdn33.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Built-in task name or task TOML path.
+    pub task: String,
+    pub algorithm: Algorithm,
+    #[serde(default)]
+    pub seed: u64,
+    /// Environment steps in total.
+    pub total_steps: usize,
+    /// Random actions before this many steps, and no updates.
+    #[serde(default = "d_learning_starts")]
+    pub learning_starts: usize,
+    /// One round of updates every this many environment steps.
+    #[serde(default = "one")]
+    pub update_every: usize,
+    #[serde(default = "one")]
+    pub updates_per_round: usize,
+    #[serde(default = "d_buffer")]
+    pub buffer_size: usize,
+    /// Gaussian exploration σ (on the action in [−1, 1]), decayed linearly.
+    #[serde(default = "d_sigma_start")]
+    pub explore_sigma_start: f64,
+    #[serde(default = "d_sigma_end")]
+    pub explore_sigma_end: f64,
+    #[serde(default = "d_decay")]
+    pub explore_decay_steps: usize,
+    /// Evaluate the deterministic policy every this many steps on `eval_episodes` fixed episodes
+    /// of the validation split.
+    #[serde(default = "d_eval_every")]
+    pub eval_every: usize,
+    #[serde(default = "d_eval_episodes")]
+    pub eval_episodes: usize,
+    #[serde(default = "d_ckpt")]
+    pub checkpoint_every: usize,
+    /// libtorch intra-op threads (1 is fastest and stable on a shared 2-core machine).
+    #[serde(default = "one")]
+    pub torch_threads: usize,
+    /// Safety layer between the policy and the grid, in training and in evaluation:
+    /// `[safety] kind = "projection" | "cbf"` (docs/SAFETY.md).
+    #[serde(default)]
+    pub safety: voltarena_env::safety::SafetyConfig,
+    /// Running normalisation of observations and global states (actor and critic inputs), and
+    /// reward scaling by the running std of the discounted return (`normalize.rs`); saved with
+    /// checkpoints and frozen in evaluation. Off by default (clean-mode observations are already
+    /// scaled by the task).
+    #[serde(default, skip_serializing_if = "crate::nets::is_false")]
+    pub normalize_obs: bool,
+    #[serde(default, skip_serializing_if = "crate::nets::is_false")]
+    pub normalize_reward: bool,
+    /// What the replay buffer stores when a safety layer is on: the action the layer applied
+    /// (`true`, default) or the policy's proposal (`false`).
+    #[serde(default = "yes")]
+    pub store_filtered_action: bool,
+    /// Dead zone of the agents' actions, as a fraction of the action range (0 = off, default): the
+    /// grid receives the soft-thresholded action sign(a)·max(|a| − d, 0)/(1 − d), so "no reactive
+    /// power" is a whole interval of actor outputs instead of the single point a = 0 that a tanh
+    /// actor only approaches — the soft threshold is the proximal map of the L1 reactive-power cost,
+    /// and the full range stays reachable. The replay buffer and the critics keep the actor's action
+    /// a (the dead zone is part of the environment as the agents see it); evaluation and deployed
+    /// policies apply the same map.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub action_dead_zone: f64,
+    /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
+    /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
+    #[serde(default)]
+    pub reward: Option<voltarena_env::task::RewardSpec>,
+    #[serde(default)]
+    pub matd3: Matd3Config,
+    #[serde(default)]
+    pub maddpg: MaddpgConfig,
+}
+
+impl TrainConfig {
+    /// Every value in its range (the algorithm tables included), naming the first key that is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = Check { prefix: "" };
+        c.at_least("total_steps", self.total_steps, 1)?;
+        c.at_least("update_every", self.update_every, 1)?;
+        c.at_least("updates_per_round", self.updates_per_round, 1)?;
+        c.at_least("torch_threads", self.torch_threads, 1)?;
+        c.non_negative("explore_sigma_start", self.explore_sigma_start)?;
+        c.non_negative("explore_sigma_end", self.explore_sigma_end)?;
+        if self.eval_every > 0 {
+            c.at_least("eval_episodes", self.eval_episodes, 1)?;
+        }
+        c.right_open("action_dead_zone", self.action_dead_zone, 0.0, 1.0)?;
+        self.matd3.validate()?;
+        self.maddpg.validate()?;
+        let batch = match self.algorithm {
+            Algorithm::Matd3 => self.matd3.batch_size,
+            Algorithm::Maddpg => self.maddpg.batch_size,
+        };
+        if self.buffer_size < batch {
+            return Err(ConfigError::new("buffer_size", format!("at least the batch size ({batch})"), self.buffer_size));
+        }
+        Ok(())
+    }
+
+    /// What sits between the run's actor and the grid, in training and wherever the run is
+    /// deployed: its action dead zone and safety layer.
+    pub fn deployment(&self) -> Deployment {
+        Deployment { dead_zone: self.action_dead_zone, safety: self.safety }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+/// Like [`crate::nets::is_false`]: an option that is off stays out of the resolved config, so the
+/// config hashes of earlier runs stay valid.
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+fn d_learning_starts() -> usize {
+    2000
+}
+fn d_buffer() -> usize {
+    100_000
+}
+fn d_sigma_start() -> f64 {
+    0.5
+}
+fn d_sigma_end() -> f64 {
+    0.05
+}
+fn d_decay() -> usize {
+    30_000
+}
+fn d_eval_every() -> usize {
+    5000
+}
+fn d_eval_episodes() -> usize {
+    5
+}
+fn d_ckpt() -> usize {
+    10_000
+}
