@@ -143,6 +143,8 @@ pub struct Faults {
     /// Failed nodes, as bus indices.
     pub failed_buses: Vec<usize>,
     pub drop_prob: f64,
+    /// Retransmissions per message after a timeout ([`Network::retries`]).
+    pub retries: usize,
     pub seed: u64,
 }
 
@@ -246,7 +248,7 @@ impl ControllerSpec {
                 model.v_min += steps.margin_pu;
                 model.v_max -= steps.margin_pu;
                 let failed: Vec<usize> = faults.failed_buses.iter().filter_map(|b| model.bus.iter().position(|x| x == b)).collect();
-                let net = Network::new(model.len(), &failed, faults.drop_prob, faults.seed);
+                let net = Network::new(model.len(), &failed, faults.drop_prob, faults.seed).with_retries(faults.retries);
                 Ok(Box::new(OfoAgent::new(model.clone(), kind.controller(model, steps, net))))
             }
         }

@@ -75,6 +75,10 @@ pub struct Scenario {
     /// Probability that a message between neighbours is lost.
     #[serde(default)]
     pub drop_prob: f64,
+    /// Retransmissions of a message whose acknowledgement times out, within one iteration period
+    /// (default 2): a message is lost only if all 1 + retries transmissions are.
+    #[serde(default = "two_retries")]
+    pub retries: usize,
     /// Bus whose AVV and trajectory are reported (default: the deepest bus).
     #[serde(default)]
     pub monitor_bus: Option<i64>,
@@ -83,6 +87,10 @@ pub struct Scenario {
 }
 
 fn two() -> u32 {
+    2
+}
+
+fn two_retries() -> usize {
     2
 }
 
@@ -173,7 +181,7 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     for id in &sc.failed_buses {
         failed_buses.push(task.bus_id.iter().position(|b| b == id).ok_or_else(|| bad("scenario.failed_buses", format!("bus id {id} is not in the network")))?);
     }
-    let faults = Faults { failed_buses, drop_prob: sc.drop_prob, seed: sc.seed };
+    let faults = Faults { failed_buses, drop_prob: sc.drop_prob, retries: sc.retries, seed: sc.seed };
     let start = ((sc.day as u64 * 86_400 + start_s as u64) / sc.period_s as u64) as usize;
     let opts = ResetOptions { split: Split::of_day(sc.day), data_noise: Some(false), start: Some(start), hold_data: sc.kind == Kind::Static };
     let names = cfg.controllers.names();

@@ -370,8 +370,12 @@ pub struct Network {
     /// Nodes that have failed: they keep their setpoint, stop updating, and their neighbours
     /// route the sweeps around them (they act as relays with no own contribution).
     pub failed: Vec<bool>,
-    /// Probability that one message is lost (the receiver keeps the last value it got).
+    /// Probability that one transmission is lost.
     pub drop_prob: f64,
+    /// Retransmissions after a missing acknowledgement (timeout) within one iteration period; a
+    /// message is lost only if every attempt is (probability drop_prob^(1 + retries)). What a
+    /// receiver does then is each controller's fallback.
+    pub retries: usize,
     pub(crate) rng: rand_chacha::ChaCha8Rng,
 }
 
@@ -384,14 +388,26 @@ impl Network {
                 failed[f] = true;
             }
         }
-        Network { failed, drop_prob, rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed) }
+        Network { failed, drop_prob, retries: 0, rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed) }
     }
 
-    /// Whether one message gets through.
+    /// The same network with `retries` retransmissions per message.
+    pub fn with_retries(mut self, retries: usize) -> Network {
+        self.retries = retries;
+        self
+    }
+
+    /// Whether one message gets through (within its retransmissions).
     #[inline]
     pub fn delivered(&mut self) -> bool {
-        coin(&mut self.rng, self.drop_prob)
+        delivered_within(&mut self.rng, self.drop_prob, self.retries)
     }
+}
+
+/// Whether a message gets through in one of its 1 + `retries` attempts.
+#[inline]
+fn delivered_within(rng: &mut rand_chacha::ChaCha8Rng, drop_prob: f64, retries: usize) -> bool {
+    (0..=retries).any(|_| coin(rng, drop_prob))
 }
 
 /// A message survives with probability 1 − `drop_prob`.

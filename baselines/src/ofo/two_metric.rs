@@ -15,6 +15,7 @@ pub struct TwoMetric {
     lam_lo: Vec<f64>,
     m_from_parent: Vec<f64>,
     m_from_child: Vec<f64>,
+    m_missing: Vec<bool>,
     q_tilde: Vec<f64>,
 }
 
@@ -29,6 +30,7 @@ impl TwoMetric {
             lam_lo: vec![0.0; n],
             m_from_parent: vec![0.0; n],
             m_from_child: vec![0.0; n],
+            m_missing: vec![false; n],
             q_tilde: vec![0.0; n],
         }
     }
@@ -55,7 +57,7 @@ impl OfoController for TwoMetric {
         let s = self.steps;
         Nested::tentative_step(
             &self.model, &s, &mut self.net, &mut self.lam_up, &mut self.lam_lo,
-            &mut self.m_from_parent, &mut self.m_from_child, v, q, &mut self.q_tilde,
+            &mut self.m_from_parent, &mut self.m_from_child, &mut self.m_missing, v, q, &mut self.q_tilde,
         );
         for i in 0..self.model.len() {
             if !self.net.failed[i] {
