@@ -244,6 +244,9 @@ impl ControllerSpec {
                     OfoError::Params(m) => SpecError::Params(OfoError::Params(format!("{}.params: {m}", kind.name()))),
                     other => other.into(),
                 })?;
+                if steps.weighted && !matches!(kind, OfoKind::Centralized | OfoKind::Nested) {
+                    return Err(SpecError::Params(OfoError::Params(format!("{}.params.weighted: the weighted objective is implemented for centralized and nested", kind.name()))));
+                }
                 let mut model = model;
                 model.v_min += steps.margin_pu;
                 model.v_max -= steps.margin_pu;

@@ -131,12 +131,22 @@ fn inner_projected_gradient_converges_to_the_qp_optimum() {
 
 #[test]
 fn message_passing_nested_step_equals_the_closed_form_without_limits() {
+    nested_step_closed_form(false);
+}
+
+#[test]
+fn the_weighted_objective_changes_the_nested_step_as_its_gradient_says() {
+    // §IV-H: qᵀXq instead of qᵀCq, i.e. ∇ = (2X + εI) q.
+    nested_step_closed_form(true);
+}
+
+fn nested_step_closed_form(weighted: bool) {
     // ofo.md §7: with the warm start and no active limits, one outer step is
-    // q⁺ = q − β M_K((2C + εI) q + X(λ̄ − λ̲)), M_K = 2γ Σ_{j<K} (I − 2γX)^j.
+    // q⁺ = q − β M_K(∇f(q) + X(λ̄ − λ̲)), M_K = 2γ Σ_{j<K} (I − 2γX)^j, ∇f = (2C + εI) q (or (2X + εI) q).
     let (task, m) = model();
     let x = dense_x_from_env(&task, &m);
     let n = m.len();
-    let spec = StepSpec { beta_rel: Some(300.0), gamma_rel: Some(0.99), alpha_gain: Some(0.5), k_inner: Some(10), ..Default::default() };
+    let spec = StepSpec { beta_rel: Some(300.0), gamma_rel: Some(0.99), alpha_gain: Some(0.5), k_inner: Some(10), weighted: Some(weighted), ..Default::default() };
     let s = spec.resolve(&m).unwrap();
     let mut ctl = Nested::new(m.clone(), s, Network::new(n, &[], 0.0, 0));
     let mut rng = Lcg(5);
@@ -147,7 +157,8 @@ fn message_passing_nested_step_equals_the_closed_form_without_limits() {
     ctl.step(&v, &q_max, &mut q);
     // Dense reference: duals after (9a)-(9b) from zero.
     let lam: Vec<f64> = (0..n).map(|i| (s.alpha * (v[i] - m.v_max)).max(0.0) - (s.alpha * (m.v_min - v[i])).max(0.0)).collect();
-    let g: Vec<f64> = (0..n).map(|i| (2.0 + s.epsilon) * q0[i] + (0..n).map(|j| x[(i, j)] * lam[j]).sum::<f64>()).collect();
+    let grad_f = |i: usize| if weighted { s.epsilon * q0[i] + (0..n).map(|j| 2.0 * x[(i, j)] * q0[j]).sum::<f64>() } else { (2.0 + s.epsilon) * q0[i] };
+    let g: Vec<f64> = (0..n).map(|i| grad_f(i) + (0..n).map(|j| x[(i, j)] * lam[j]).sum::<f64>()).collect();
     let a = Mat::<f64>::identity(n, n) - Mat::from_fn(n, n, |i, j| 2.0 * s.gamma * x[(i, j)]);
     let mut term = g.clone();
     let mut mk_g = vec![0.0; n];

@@ -281,9 +281,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     crate::config::apply_sets(&mut doc, &args.sets).map_err(CliError::Input)?;
     let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| CliError::Input(format!("{source}: {}", e.message())))?;
     let (results, traces, period) = run_config(&cfg, &source)?;
-    let out_dir = args.out.unwrap_or_else(|| {
-        PathBuf::from("results").join(args.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "baseline".into()))
-    });
+    let out_dir = args.out.clone().unwrap_or_else(|| crate::config::default_out(&args.config, &args.sets, "baseline"));
     std::fs::create_dir_all(&out_dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out_dir.display())))?;
     let order: Vec<String> = traces.iter().map(|t| t.0.clone()).collect();
     write_outputs(&out_dir, &cfg, &source, &results, &traces, &order, period)?;

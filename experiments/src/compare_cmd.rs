@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let task = Arc::new(Task::load(&cfg.task).map_err(|e| CliError::Input(format!("{source}: task: {e}")))?);
     let backend = cfg.backend.unwrap_or(task.spec.backend);
-    let out_dir = args.out.unwrap_or_else(|| PathBuf::from("results").join(args.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "compare".into())));
+    let out_dir = args.out.clone().unwrap_or_else(|| crate::config::default_out(&args.config, &args.sets, "compare"));
     std::fs::create_dir_all(&out_dir).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out_dir.display())))?;
     let mut results: BTreeMap<String, EntryResult> = BTreeMap::new();
     let mut envelopes = Vec::new();

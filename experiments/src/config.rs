@@ -37,3 +37,14 @@ pub fn read_toml(path: &Path, sets: &[String]) -> Result<toml::Value, CliError> 
     apply_sets(&mut doc, sets).map_err(CliError::Input)?;
     Ok(doc)
 }
+
+/// The output folder of a command that writes `results/<config name>/` by default: with `--set`
+/// overrides and no `--out`, a variant folder `results/<config name>-set-<hash of the overrides>/`,
+/// so that a variant run never replaces the published results of the config itself.
+pub fn default_out(config: &Path, sets: &[String], fallback: &str) -> std::path::PathBuf {
+    let stem = config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| fallback.into());
+    if sets.is_empty() {
+        return std::path::PathBuf::from("results").join(stem);
+    }
+    std::path::PathBuf::from("results").join(format!("{stem}-set-{}", &crate::provenance::fnv(&sets.join("\n"))[..8]))
+}

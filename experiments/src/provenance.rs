@@ -129,3 +129,14 @@ mod tests {
         assert_eq!(serde_json::from_value::<Cpu>(json).unwrap(), m.cpu);
     }
 }
+
+/// FNV-1a 64-bit of a text, as 16 hex digits: a stable content hash for provenance (suite and
+/// training-config hashes, variant output folders).
+pub fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}

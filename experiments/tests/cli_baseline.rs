@@ -62,3 +62,26 @@ fn bad_configs_exit_2_naming_the_problem() {
     assert_eq!(code, 2);
     assert!(stderr.contains("KEY=VALUE"), "{stderr}");
 }
+
+#[test]
+fn a_run_with_overrides_never_replaces_the_configs_published_results() {
+    let dir = tmp("variant");
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ofo_rural2_static.toml");
+    let run = |sets: &[&str]| {
+        let mut args = vec!["baseline", cfg.to_str().unwrap()];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_voltarena")).args(&args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stdout = run(&["scenario.iterations=3"]);
+    let variants: Vec<_> = std::fs::read_dir(dir.join("results")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(variants.len(), 1, "{variants:?}");
+    assert!(variants[0].starts_with("ofo_rural2_static-set-") && stdout.contains(&variants[0]), "{variants:?}");
+    assert!(!dir.join("results/ofo_rural2_static").exists(), "the config's own folder is left alone");
+    // Without overrides: the config's folder, as before.
+    run(&[]);
+    assert!(dir.join("results/ofo_rural2_static/results.json").exists());
+}

@@ -49,10 +49,15 @@ impl OfoController for Centralized {
         for i in 0..m.len() {
             dual_update(&mut self.lam_up[i], &mut self.lam_lo[i], v[i], m.v_min, m.v_max, s.alpha, s.eta); // (9a), (9b)
             self.diff[i] = self.lam_up[i] - self.lam_lo[i];
+            if s.weighted {
+                // §IV-H: ∇(qᵀXq) = 2Xq joins the dual term under the one sweep.
+                self.diff[i] += 2.0 * q[i];
+            }
         }
         m.x_times(&self.diff, &mut self.x_diff);
         for i in 0..m.len() {
-            let grad = (2.0 * m.c[i] + s.epsilon) * q[i] + self.x_diff[i];
+            let own = if s.weighted { s.epsilon } else { 2.0 * m.c[i] + s.epsilon };
+            let grad = own * q[i] + self.x_diff[i];
             q[i] = clip(q[i] - s.beta * grad, q_max[i]); // (9c)
         }
     }

@@ -285,6 +285,9 @@ pub struct StepSpec {
     /// The controller regulates to [v_min + margin, v_max − margin] (pu; default 0): a margin
     /// against the violations an integrating dual lets through before it reacts.
     pub margin_pu: Option<f64>,
+    /// The weighted objective of Zhan et al. §IV-H, qᵀXq instead of qᵀCq (it charges feeder-end
+    /// inverters more); centralized and nested only (default false).
+    pub weighted: Option<bool>,
 }
 
 /// Resolved parameters.
@@ -299,6 +302,7 @@ pub struct Steps {
     pub warm_start: bool,
     pub c_al: f64,
     pub margin_pu: f64,
+    pub weighted: bool,
 }
 
 impl StepSpec {
@@ -337,6 +341,7 @@ impl StepSpec {
             warm_start: self.warm_start.unwrap_or(true),
             c_al: self.c_al.unwrap_or(1.0),
             margin_pu: self.margin_pu.unwrap_or(0.0),
+            weighted: self.weighted.unwrap_or(false),
         };
         if !(s.margin_pu >= 0.0 && 2.0 * s.margin_pu < model.v_max - model.v_min) {
             return Err(OfoError::Params(format!("margin_pu must be ≥ 0 and leave a band inside [v_min, v_max], got {}", s.margin_pu)));

@@ -98,6 +98,15 @@ impl Nested {
         &self.q_tilde
     }
 
+    /// m_i / q_i: 2c_i + ε for qᵀCq, ε for the weighted qᵀXq (its 2Xq part is local after X⁻¹).
+    fn cost_weight(model: &OfoModel, s: &Steps, i: usize) -> f64 {
+        if s.weighted {
+            s.epsilon
+        } else {
+            2.0 * model.c[i] + s.epsilon
+        }
+    }
+
     /// The live neighbour that takes over failed node `i`: its parent, or at the top of a feeder its
     /// first live child.
     pub(super) fn delegate(model: &OfoModel, failed: &[bool], i: usize) -> Option<usize> {
@@ -156,7 +165,7 @@ impl Nested {
             if net.failed[i] && Nested::delegate(model, &net.failed, i).is_none() {
                 continue;
             }
-            let m = (2.0 * model.c[i] + s.epsilon) * q[i];
+            let m = Nested::cost_weight(model, s, i) * q[i];
             let p = model.parent[i];
             if p != NONE {
                 if net.delivered() {
@@ -185,13 +194,15 @@ impl Nested {
                 continue;
             }
             // A failed node's tentative setpoint is its delegate's work, from its mailboxes.
-            let mi = (2.0 * model.c[i] + s.epsilon) * q[i];
+            let mi = Nested::cost_weight(model, s, i) * q[i];
             let mp = if model.parent[i] == NONE { 0.0 } else { m_from_parent[i] };
             let mut xinv = (mi - mp) / model.x[i];
             for &c in &model.children[i] {
                 xinv += (mi - m_from_child[c]) / model.x[c];
             }
-            q_tilde[i] = q[i] - s.beta * (xinv + lam_up[i] - lam_lo[i]); // (11)
+            // §IV-H (weighted, qᵀXq): X⁻¹∇ = X⁻¹(2Xq + εq) = 2q + X⁻¹εq, the exchanged m being εq.
+            let own = if s.weighted { 2.0 * q[i] } else { 0.0 };
+            q_tilde[i] = q[i] - s.beta * (own + xinv + lam_up[i] - lam_lo[i]); // (11)
         }
     }
 }

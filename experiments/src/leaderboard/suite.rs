@@ -76,15 +76,7 @@ impl Suite {
     }
 }
 
-/// FNV-1a 64-bit of a text (a stable content hash for provenance).
-pub fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
-}
+pub use crate::provenance::fnv;
 
 /// Reads and checks a suite file: its controllers through the registry (an unknown kind names the
 /// entry), at least one task, seed and controller, unique controller names, `runs` only for the
