@@ -244,6 +244,9 @@ impl ControllerSpec {
                     OfoError::Params(m) => SpecError::Params(OfoError::Params(format!("{}.params: {m}", kind.name()))),
                     other => other.into(),
                 })?;
+                if steps.curtail_weight > 0.0 && kind != OfoKind::Centralized {
+                    return Err(SpecError::Params(OfoError::Params(format!("{}.params.curtail_weight: curtailment is implemented for centralized", kind.name()))));
+                }
                 if steps.weighted && !matches!(kind, OfoKind::Centralized | OfoKind::Nested) {
                     return Err(SpecError::Params(OfoError::Params(format!("{}.params.weighted: the weighted objective is implemented for centralized and nested", kind.name()))));
                 }

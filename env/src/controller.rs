@@ -19,6 +19,12 @@ pub trait Controller: Send {
     fn seconds_per_iteration(&self) -> Option<f64> {
         None
     }
+    /// Caps on the PV active power (MW per agent; +∞ = none) after the last `act`, for controllers
+    /// that also curtail (OFO §IV-I); `None` for reactive-power-only controllers (default). The
+    /// evaluation loops pass them to [`VoltageEnv::set_curtailment`] before the step.
+    fn curtailment(&self) -> Option<&[f64]> {
+        None
+    }
     /// What the controller needs from the communication network per control step (default: none,
     /// a purely local controller).
     fn communication(&self, _task: &crate::Task) -> Communication {

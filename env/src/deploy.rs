@@ -209,6 +209,15 @@ impl<'a> Deployed<'a> {
         info
     }
 
+    /// Applies the controller's actions to `env` for one step: the active-power caps of a
+    /// curtailing controller (if any), then the step with `actions` (from [`act`](Self::act)).
+    pub fn step(&self, env: &mut VoltageEnv, actions: &[f64]) -> Result<Step, EnvError> {
+        if let Some(caps) = self.controller.curtailment() {
+            env.set_curtailment(caps)?;
+        }
+        env.step(actions)
+    }
+
     /// Mean wall time of one control step (controller and pipeline) so far, in µs (timing, not a
     /// metric: it depends on the machine and its load).
     pub fn compute_us_per_step(&self) -> f64 {
@@ -265,7 +274,7 @@ pub fn evaluate(
         deployed.reset(env, seed);
         loop {
             interventions += deployed.act(env, &mut act).intervened as usize;
-            let s = env.step(&act)?;
+            let s = deployed.step(env, &act)?;
             total += s.reward;
             steps += 1;
             on_step(i, env, &s);

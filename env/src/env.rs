@@ -130,7 +130,11 @@ pub struct VoltageEnv {
     // exogenous data (MW / Mvar), the row the physics was solved with and (compat) the next row
     load_p: Vec<f64>,
     load_q: Vec<f64>,
+    /// PV active power fed in (after any curtailment) and what the panels offer (MW).
     pv_p: Vec<f64>,
+    pv_avail: Vec<f64>,
+    /// Caps on each PV's active power set by a curtailing controller (MW; +∞ = none).
+    pv_cap: Vec<f64>,
     next_load_p: Vec<f64>,
     next_load_q: Vec<f64>,
     next_pv_p: Vec<f64>,
@@ -186,6 +190,8 @@ impl VoltageEnv {
             load_p: vec![0.0; nl],
             load_q: vec![0.0; nl],
             pv_p: vec![0.0; np],
+            pv_avail: vec![0.0; np],
+            pv_cap: vec![f64::INFINITY; np],
             next_load_p: vec![0.0; nl],
             next_load_q: vec![0.0; nl],
             next_pv_p: vec![0.0; np],
@@ -327,6 +333,7 @@ impl VoltageEnv {
     }
 
     fn try_reset(&mut self, start: usize) -> Result<(), PowerFlowError> {
+        self.pv_cap.fill(f64::INFINITY);
         self.start = start;
         self.t = 0;
         self.done = false;
@@ -374,12 +381,15 @@ impl VoltageEnv {
             self.load_row(self.start + self.t);
             self.commit_row();
         }
+        self.apply_caps();
         self.apply_actions(actions);
         self.prev_sol.clone_from(&self.sol); // reuses the buffers: no allocation
         let ok = self.solve().is_ok();
         let mut m = StepMetrics::default();
         let n_pv = self.q.len() as f64;
         m.ql_mvar = self.q.iter().map(|q| q.abs()).sum::<f64>() / n_pv;
+        m.pv_mw = self.pv_p.iter().sum();
+        m.curtailed_mw = self.pv_avail.iter().zip(&self.pv_p).map(|(a, p)| a - p).sum();
         let reward;
         if ok {
             self.voltage_metrics(&mut m);
@@ -479,7 +489,33 @@ impl VoltageEnv {
     fn commit_row(&mut self) {
         self.load_p.copy_from_slice(&self.next_load_p);
         self.load_q.copy_from_slice(&self.next_load_q);
-        self.pv_p.copy_from_slice(&self.next_pv_p);
+        self.pv_avail.copy_from_slice(&self.next_pv_p);
+        self.apply_caps();
+    }
+
+    /// PV infeed = what the panels offer, capped by any curtailment.
+    fn apply_caps(&mut self) {
+        for ((p, a), c) in self.pv_p.iter_mut().zip(&self.pv_avail).zip(&self.pv_cap) {
+            *p = a.min(*c);
+        }
+    }
+
+    /// Caps the PV active power of every inverter from the next step on (MW; +∞ for no cap):
+    /// active-power curtailment, for controllers that do it (OFO §IV-I). `reset` lifts every cap.
+    pub fn set_curtailment(&mut self, caps_mw: &[f64]) -> Result<(), EnvError> {
+        if caps_mw.len() != self.pv_cap.len() {
+            return Err(EnvError::ActionCount { expected: self.pv_cap.len(), got: caps_mw.len() });
+        }
+        if let Some((k, &v)) = caps_mw.iter().enumerate().find(|(_, c)| !(**c >= 0.0)) {
+            return Err(EnvError::InvalidAction { agent: k, value: v });
+        }
+        self.pv_cap.copy_from_slice(caps_mw);
+        Ok(())
+    }
+
+    /// PV active power the panels offer now, before curtailment (MW, per agent).
+    pub fn pv_available_mw(&self) -> &[f64] {
+        &self.pv_avail
     }
 
     fn apply_actions(&mut self, actions: &[f64]) {

@@ -40,6 +40,9 @@ pub struct StepMetrics {
     /// Branch active losses (MW).
     pub loss_mw: f64,
     pub diverged: bool,
+    /// PV active power fed in, and curtailed below what the panels offered (MW, all inverters).
+    pub pv_mw: f64,
+    pub curtailed_mw: f64,
 }
 
 /// Running sums of step metrics (per episode, or merged over many).
@@ -55,6 +58,9 @@ pub struct MetricsAcc {
     pub divergences: usize,
     /// Σ_t ([v_i − v_max]⁺ + [v_min − v_i]⁺) per bus (all buses, bus order).
     pub avv_sum: Vec<f64>,
+    /// PV energy fed in and curtailed (kWh).
+    pub pv_kwh: f64,
+    pub curtailed_kwh: f64,
 }
 
 /// Aggregate metrics (`docs/ENVIRONMENT.md` defines each).
@@ -71,6 +77,13 @@ pub struct MetricsSummary {
     pub loss_kwh: f64,
     pub q_kvarh: f64,
     pub divergences: usize,
+    /// PV energy curtailed by the controller (kWh; absent, i.e. 0, where nothing was).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub curtailed_kwh: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl MetricsAcc {
@@ -100,6 +113,18 @@ impl MetricsAcc {
         self.violation_pu_sum += m.violation_pu;
         self.loss_kwh += m.loss_mw * 1000.0 * dt_h;
         self.q_kvarh += m.ql_mvar * n_inverters as f64 * 1000.0 * dt_h;
+        self.pv_kwh += m.pv_mw * 1000.0 * dt_h;
+        self.curtailed_kwh += m.curtailed_mw * 1000.0 * dt_h;
+    }
+
+    /// Share of the PV energy on offer that was curtailed (%).
+    pub fn curtailed_pct(&self) -> f64 {
+        let offered = self.pv_kwh + self.curtailed_kwh;
+        if offered > 0.0 {
+            100.0 * self.curtailed_kwh / offered
+        } else {
+            0.0
+        }
     }
 
     /// Adds another accumulator (same network).
@@ -111,6 +136,8 @@ impl MetricsAcc {
         self.violation_pu_sum += o.violation_pu_sum;
         self.loss_kwh += o.loss_kwh;
         self.q_kvarh += o.q_kvarh;
+        self.pv_kwh += o.pv_kwh;
+        self.curtailed_kwh += o.curtailed_kwh;
         self.divergences += o.divergences;
         if self.avv_sum.len() < o.avv_sum.len() {
             self.avv_sum.resize(o.avv_sum.len(), 0.0);
@@ -149,6 +176,7 @@ impl MetricsAcc {
             loss_kwh: self.loss_kwh,
             q_kvarh: self.q_kvarh,
             divergences: self.divergences,
+            curtailed_kwh: self.curtailed_kwh,
         }
     }
 }

@@ -438,3 +438,31 @@ fn start_window_restricts_episode_starts_to_its_local_times() {
     let err = Task::from_toml(&text, "bad.toml", None).err().unwrap().to_string();
     assert!(err.contains("start_window"), "{err}");
 }
+
+#[test]
+fn curtailment_caps_pv_infeed_until_reset_and_bad_caps_are_refused() {
+    let task = std::sync::Arc::new(Task::builtin("rural2_96_midday").unwrap());
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let opts = ResetOptions { split: Split::Test, ..Default::default() };
+    env.reset(3, &opts).unwrap();
+    let n = env.n_agents();
+    let zero = vec![0.0; n];
+    let free = env.step(&zero).unwrap().metrics;
+    assert!(free.pv_mw > 0.0 && free.curtailed_mw == 0.0, "midday: PV feeds in, nothing curtailed");
+    // Half of every PV's offer, from the next step on.
+    let caps: Vec<f64> = env.pv_available_mw().iter().map(|p| 0.5 * p).collect();
+    env.set_curtailment(&caps).unwrap();
+    let m = env.step(&zero).unwrap().metrics;
+    let offered: f64 = env.pv_available_mw().iter().sum();
+    assert!((m.pv_mw + m.curtailed_mw - offered).abs() < 1e-12 && m.curtailed_mw > 0.3 * offered, "{m:?}");
+    assert!(env.episode_metrics().curtailed_kwh > 0.0);
+    // A reset lifts the caps.
+    env.reset(3, &opts).unwrap();
+    assert_eq!(env.step(&zero).unwrap().metrics.curtailed_mw, 0.0);
+    assert!(env.set_curtailment(&caps[1..]).is_err(), "one cap per agent");
+    let mut bad = caps.clone();
+    bad[7] = f64::NAN;
+    assert!(env.set_curtailment(&bad).is_err(), "NaN refused");
+    bad[7] = -1.0;
+    assert!(env.set_curtailment(&bad).is_err(), "negative refused");
+}

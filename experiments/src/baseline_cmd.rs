@@ -79,6 +79,10 @@ pub struct Scenario {
     /// (default 2): a message is lost only if all 1 + retries transmissions are.
     #[serde(default = "two_retries")]
     pub retries: usize,
+    /// Inverter rating S as a multiple of the task's rating basis, replacing the task's
+    /// `pv.rating_factor` (rural2_96: S = 1.2 × DC; 1.0 leaves no reactive power at full sun).
+    #[serde(default)]
+    pub rating_factor: Option<f64>,
     /// Bus whose AVV and trajectory are reported (default: the deepest bus).
     #[serde(default)]
     pub monitor_bus: Option<i64>,
@@ -122,6 +126,17 @@ pub struct ControllerResult {
     pub divergences: usize,
     /// Final setpoints (kVar, agent order).
     pub q_final_kvar: Vec<f64>,
+    /// PV energy fed in and curtailed (kWh), and the curtailed share of what the panels offered
+    /// (%; §IV-I). Zero curtailment is left out of the JSON.
+    pub pv_kwh: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub curtailed_kwh: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub curtailed_pct: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 #[derive(Serialize)]
@@ -158,6 +173,10 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     spec.noise.data = DataNoise::None;
     spec.noise.fluctuation_sigma = sc.fluctuation_sigma;
     spec.observation.voltage_noise_pu = sc.voltage_noise_pu;
+    if let Some(f) = sc.rating_factor {
+        // Smaller (or larger) inverters: S = factor × the task's rating basis (§IV-I's scenario).
+        spec.pv.rating_factor = f;
+    }
     for id in &sc.stuck_buses {
         let b = base.bus_id.iter().position(|x| x == id).ok_or_else(|| bad("scenario.stuck_buses", format!("bus id {id} is not in the network")))?;
         let agent = base.pvs.iter().position(|p| p.bus == b).ok_or_else(|| bad("scenario.stuck_buses", format!("bus id {id} has no inverter")))?;
@@ -208,7 +227,7 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
             let t0 = Instant::now();
             ctl.act(&env, &mut actions);
             ctl_seconds += t0.elapsed().as_secs_f64();
-            let s = env.step(&actions).map_err(|e| CliError::Other(e.to_string()))?;
+            let s = ctl.step(&mut env, &actions).map_err(|e| CliError::Other(e.to_string()))?;
             done += 1;
             if !s.metrics.diverged {
                 max_v = max_v.max(s.metrics.v_max_pu);
@@ -234,6 +253,9 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
                 iterations: done,
                 divergences: acc.divergences,
                 q_final_kvar: env.q_mvar().iter().map(|q| q * 1000.0).collect(),
+                pv_kwh: acc.pv_kwh,
+                curtailed_kwh: acc.curtailed_kwh,
+                curtailed_pct: acc.curtailed_pct(),
             },
         );
         traces.push((name.to_string(), vtrace, qtrace));

@@ -159,7 +159,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         episodes += 1;
         loop {
             controller.act(&env, &mut actions);
-            let s = env.step(&actions).map_err(|e| CliError::Other(e.to_string()))?;
+            let s = controller.step(&mut env, &actions).map_err(|e| CliError::Other(e.to_string()))?;
             steps += 1;
             if s.terminated || s.truncated || steps >= total_steps {
                 break;

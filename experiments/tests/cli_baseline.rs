@@ -85,3 +85,26 @@ fn a_run_with_overrides_never_replaces_the_configs_published_results() {
     run(&[]);
     assert!(dir.join("results/ofo_rural2_static/results.json").exists());
 }
+
+#[test]
+fn curtailment_removes_what_reactive_power_cannot() {
+    // §IV-I analogue: inverters of S = DC size have no reactive power left at full sun.
+    let run = |w: &str| -> Value {
+        let (code, stdout, stderr) = voltarena(&[
+            "baseline", "../configs/ofo_rural2_curtailment.toml", "--json", "--out", tmp("curtail").to_str().unwrap(),
+            "--set", "scenario.duration_s=3600", "--set", "scenario.start=\"11:30\"", "--set", &format!("controllers.centralized.curtail_weight={w}"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()["controllers"].clone()
+    };
+    let (with, without) = (run("20.0"), run("0.0"));
+    let avv = |v: &Value, c: &str| v[c]["avv"].as_f64().unwrap();
+    assert!(avv(&with, "centralized") < avv(&without, "centralized") / 1.5, "{} vs {}", avv(&with, "centralized"), avv(&without, "centralized"));
+    let pct = with["centralized"]["curtailed_pct"].as_f64().unwrap();
+    assert!(pct > 0.5 && pct < 10.0, "curtailed {pct} %");
+    let kwh = with["centralized"]["curtailed_kwh"].as_f64().unwrap() + with["centralized"]["pv_kwh"].as_f64().unwrap();
+    assert!((kwh - without["centralized"]["pv_kwh"].as_f64().unwrap()).abs() < 1e-6 * kwh, "fed in + curtailed = what the panels offered");
+    for c in ["none", "droop", "nested"] {
+        assert!(with[c].get("curtailed_kwh").is_none(), "{c} does not curtail");
+    }
+}

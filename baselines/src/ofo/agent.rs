@@ -14,6 +14,11 @@ pub struct OfoAgent {
     v: Vec<f64>,
     q_max: Vec<f64>,
     q: Vec<f64>,
+    /// Curtailment (kW, node order), PV power on offer (kW) and the caps it sets (MW, per agent).
+    c: Vec<f64>,
+    p_avail: Vec<f64>,
+    caps: Vec<f64>,
+    curtails: bool,
     /// Wall time spent inside the controller's updates (s) and the number of updates.
     pub seconds: f64,
     pub iterations: usize,
@@ -24,7 +29,8 @@ pub struct OfoAgent {
 impl OfoAgent {
     pub fn new(model: OfoModel, inner: Box<dyn OfoController>) -> OfoAgent {
         let n = model.len();
-        OfoAgent { model, inner, v: vec![0.0; n], q_max: vec![0.0; n], q: vec![0.0; n], seconds: 0.0, iterations: 0, nonfinite: 0 }
+        let na = model.agent.iter().flatten().map(|k| k + 1).max().unwrap_or(0);
+        OfoAgent { model, inner, v: vec![0.0; n], q_max: vec![0.0; n], q: vec![0.0; n], c: vec![0.0; n], p_avail: vec![0.0; n], caps: vec![f64::INFINITY; na], curtails: false, seconds: 0.0, iterations: 0, nonfinite: 0 }
     }
 
     /// Setpoints after the last update (kVar, node order).
@@ -42,8 +48,11 @@ impl Controller for OfoAgent {
         self.inner.name()
     }
 
-    fn reset(&mut self, _env: &VoltageEnv, _seed: u64) {
+    fn reset(&mut self, env: &VoltageEnv, _seed: u64) {
         self.inner.reset();
+        self.c.fill(0.0);
+        self.caps.clear();
+        self.caps.resize(env.n_agents(), f64::INFINITY);
         self.seconds = 0.0;
         self.iterations = 0;
     }
@@ -66,6 +75,17 @@ impl Controller for OfoAgent {
         }
         let t0 = Instant::now();
         self.inner.step(&self.v, &self.q_max, &mut self.q);
+        for i in 0..self.model.len() {
+            self.p_avail[i] = self.model.agent[i].map(|k| env.pv_available_mw()[k] * 1000.0).unwrap_or(0.0);
+        }
+        self.curtails = self.inner.curtail(&self.p_avail, &mut self.c);
+        if self.curtails {
+            for i in 0..self.model.len() {
+                if let Some(k) = self.model.agent[i] {
+                    self.caps[k] = (self.p_avail[i] - self.c[i]).max(0.0) / 1000.0;
+                }
+            }
+        }
         self.seconds += t0.elapsed().as_secs_f64();
         self.iterations += 1;
         // Agents the model has no node for (an inverter at the slack bus) stay at q = 0.
@@ -83,6 +103,10 @@ impl Controller for OfoAgent {
             let full = voltarena_env::action::q_range(l.action_scale, l.q_avail_mvar) * 1000.0;
             actions[k] = voltarena_env::action::action_of_q(self.q[i], full);
         }
+    }
+
+    fn curtailment(&self) -> Option<&[f64]> {
+        self.curtails.then_some(&self.caps[..])
     }
 
     fn communication(&self, _task: &voltarena_env::Task) -> voltarena_env::controller::Communication {

@@ -14,12 +14,15 @@ pub struct Centralized {
     lam_lo: Vec<f64>,
     diff: Vec<f64>,
     x_diff: Vec<f64>,
+    /// λ̄ − λ̲ and R(λ̄ − λ̲), for the curtailment step.
+    lam: Vec<f64>,
+    r_lam: Vec<f64>,
 }
 
 impl Centralized {
     pub fn new(model: OfoModel, steps: Steps) -> Centralized {
         let n = model.len();
-        Centralized { model, steps, lam_up: vec![0.0; n], lam_lo: vec![0.0; n], diff: vec![0.0; n], x_diff: vec![0.0; n] }
+        Centralized { model, steps, lam_up: vec![0.0; n], lam_lo: vec![0.0; n], diff: vec![0.0; n], x_diff: vec![0.0; n], lam: vec![0.0; n], r_lam: vec![0.0; n] }
     }
 
     /// Duals (λ̄, λ̲) (kVar²/pu).
@@ -41,6 +44,26 @@ impl OfoController for Centralized {
     fn reset(&mut self) {
         self.lam_up.fill(0.0);
         self.lam_lo.fill(0.0);
+    }
+
+    /// §IV-I: curtailment c by projected gradient on the Lagrangian, with ∂v/∂c = −R, scaled by 1/w
+    /// so that its contraction 1 − 2β does not depend on the weight:
+    /// c ← Proj_[0, p_avail][c − (β/w)(2 w c − R(λ̄ − λ̲))] — it curtails where the duals say voltage
+    /// is worth more than w c² of energy.
+    fn curtail(&mut self, p_avail: &[f64], c: &mut [f64]) -> bool {
+        let (m, s) = (&self.model, &self.steps);
+        if s.curtail_weight <= 0.0 {
+            return false;
+        }
+        for i in 0..m.len() {
+            self.lam[i] = self.lam_up[i] - self.lam_lo[i];
+        }
+        m.r_times(&self.lam, &mut self.r_lam);
+        for i in 0..m.len() {
+            let grad = 2.0 * s.curtail_weight * c[i] - self.r_lam[i];
+            c[i] = (c[i] - s.beta / s.curtail_weight * grad).clamp(0.0, p_avail[i].max(0.0));
+        }
+        true
     }
 
     fn step(&mut self, v: &[f64], q_max: &[f64], q: &mut [f64]) {

@@ -45,6 +45,8 @@ pub struct OfoModel {
     pub order: Vec<usize>,
     /// Reactance of the cable from each node to its parent (pu/kVar).
     pub x: Vec<f64>,
+    /// Resistance of the same cable (pu/kW): v ≈ w + Xq + Rp, for active-power curtailment.
+    pub r: Vec<f64>,
     /// X_ii = Σ x over the path slack → i (pu/kVar).
     pub x_path: Vec<f64>,
     /// Cost weights c_i (C = diag(c); 1 in the paper).
@@ -95,6 +97,7 @@ impl OfoModel {
         let mut parent = vec![NONE; n];
         let mut children = vec![Vec::new(); n];
         let mut x = vec![0.0; n];
+        let mut r = vec![0.0; n];
         for i in 0..n {
             let b = bus[i];
             let p = tree.parent[b];
@@ -104,6 +107,7 @@ impl OfoModel {
                 children[node_of_bus[p]].push(i);
             }
             x[i] = ldf.x_to_parent()[b] * per_kvar;
+            r[i] = ldf.r_to_parent()[b] * per_kvar;
             if !(x[i] > 0.0) {
                 return Err(OfoError::Topology(format!("cable above bus id {} has no reactance", task.bus_id[b])));
             }
@@ -120,6 +124,7 @@ impl OfoModel {
             children,
             order,
             x,
+            r,
             x_path,
             c: vec![1.0; n],
             v_min: task.spec.v_min,
@@ -147,6 +152,21 @@ impl OfoModel {
         for &i in &self.order {
             let up = if self.parent[i] == NONE { 0.0 } else { out[self.parent[i]] };
             out[i] = up + self.x[i] * out[i]; // U_i
+        }
+    }
+
+    /// out = R·d by the same two sweeps with the cable resistances.
+    pub fn r_times(&self, d: &[f64], out: &mut [f64]) {
+        for &i in self.order.iter().rev() {
+            let mut s = d[i];
+            for &c in &self.children[i] {
+                s += out[c];
+            }
+            out[i] = s;
+        }
+        for &i in &self.order {
+            let up = if self.parent[i] == NONE { 0.0 } else { out[self.parent[i]] };
+            out[i] = up + self.r[i] * out[i];
         }
     }
 
@@ -288,6 +308,9 @@ pub struct StepSpec {
     /// The weighted objective of Zhan et al. §IV-H, qᵀXq instead of qᵀCq (it charges feeder-end
     /// inverters more); centralized and nested only (default false).
     pub weighted: Option<bool>,
+    /// Active-power curtailment (§IV-I, centralized): the controller also curtails PV infeed c ≥ 0
+    /// (kW) at cost `curtail_weight` · Σ c² (kVar²-equivalent per kW²; absent = no curtailment).
+    pub curtail_weight: Option<f64>,
 }
 
 /// Resolved parameters.
@@ -303,6 +326,8 @@ pub struct Steps {
     pub c_al: f64,
     pub margin_pu: f64,
     pub weighted: bool,
+    /// 0 = no curtailment.
+    pub curtail_weight: f64,
 }
 
 impl StepSpec {
@@ -342,11 +367,12 @@ impl StepSpec {
             c_al: self.c_al.unwrap_or(1.0),
             margin_pu: self.margin_pu.unwrap_or(0.0),
             weighted: self.weighted.unwrap_or(false),
+            curtail_weight: self.curtail_weight.unwrap_or(0.0),
         };
         if !(s.margin_pu >= 0.0 && 2.0 * s.margin_pu < model.v_max - model.v_min) {
             return Err(OfoError::Params(format!("margin_pu must be ≥ 0 and leave a band inside [v_min, v_max], got {}", s.margin_pu)));
         }
-        for (name, v) in [("alpha", s.alpha), ("beta", s.beta), ("gamma", s.gamma), ("epsilon", s.epsilon), ("eta", s.eta), ("c_al", s.c_al)] {
+        for (name, v) in [("alpha", s.alpha), ("beta", s.beta), ("gamma", s.gamma), ("epsilon", s.epsilon), ("eta", s.eta), ("c_al", s.c_al), ("curtail_weight", s.curtail_weight)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(OfoError::Params(format!("{name} must be a finite number ≥ 0, got {v}")));
             }
@@ -367,6 +393,12 @@ pub trait OfoController: Send {
     /// Messages per outer iteration (the controllers are written as message passing; this counts
     /// what they send).
     fn communication(&self) -> voltarena_env::controller::Communication;
+    /// After `step`: the curtailment update, for controllers that curtail (§IV-I). `p_avail` is the
+    /// PV power on offer (kW, node order; 0 without an inverter), `c` the curtailment in force (kW),
+    /// overwritten. Returns false (and leaves `c`) for controllers that do not curtail.
+    fn curtail(&mut self, _p_avail: &[f64], _c: &mut [f64]) -> bool {
+        false
+    }
 }
 
 /// Communication faults applied to the distributed controllers' messages.
