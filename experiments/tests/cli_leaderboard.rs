@@ -70,7 +70,11 @@ fn reruns_are_identical_and_verify_checks_them() {
         assert!(a.join(f).exists(), "{f}");
     }
     let html = std::fs::read_to_string(a.join("index.html")).unwrap();
-    assert!(html.starts_with("<!doctype html>") && html.contains("<svg") && html.contains("droop"));
+    assert!(html.starts_with("<!doctype html>") && html.contains("droop"));
+    // One CR-against-QL chart (one task) with a marker per ok entry, and the sortable table.
+    assert_eq!(html.matches("<svg class=\"crql\" data-task=\"mapdn33\"").count(), 1);
+    assert_eq!(html.matches("<circle class=\"pt\"").count(), entries.iter().filter(|e| e["status"] == "ok").count());
+    assert!(html.contains("<table class=\"sortable\"") && html.contains("<script>") && html.contains(">communication per step</th>") && html.contains(">µs per step</th>"));
     let (code, out, err) = voltarena(&["leaderboard", "--verify", a.to_str().unwrap(), "--jobs", "2"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified: 4 entries"));
