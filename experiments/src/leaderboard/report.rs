@@ -1,8 +1,8 @@
 //! The report: per entry the median and interquartile range over seeds of CR, QL, AVV, violation
 //! rate and losses, written as `leaderboard.json` (every number, with the suite and its provenance,
-//! so `--verify` can re-run it), `leaderboard.md` (one table per task) and a static `index.html`
-//! (the same tables and median-CR bars, no scripts, to publish as is). A suite with failed entries
-//! still writes them all, then exits 2 naming the failures.
+//! so `--verify` can re-run it), `leaderboard.md` (one table per task) and a static, self-contained
+//! `index.html` (per task a CR-against-QL chart and a sortable table; [`html`]). A suite with failed
+//! entries still writes them all, then exits 2 naming the failures.
 
 use super::suite::Suite;
 use crate::provenance::{self, Machine};
@@ -13,6 +13,10 @@ use std::path::Path;
 use voltarena_env::controller::Communication;
 use voltarena_env::deploy::Deployment;
 use voltarena_env::MetricsSummary;
+
+// leaderboard/html.rs (the path is relative to this file's folder).
+#[path = "html.rs"]
+mod html;
 
 /// Median and interquartile range of one metric over a suite's seeds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,46 +120,6 @@ fn markdown(suite: &Suite, entries: &[EntryOut]) -> String {
     s
 }
 
-/// index.html: the tables and median-CR bars with their IQR, the Markdown folded underneath.
-fn html(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
-    let esc = |x: &str| x.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let mut body = String::new();
-    for t in &suite.tasks {
-        body.push_str(&format!("<h2>{}</h2><table><tr><th>controller</th><th>CR median [IQR]</th><th>QL (Mvar)</th><th>violation rate</th><th>losses (kWh)</th></tr>", esc(t)));
-        let ok: Vec<&EntryOut> = entries.iter().filter(|e| &e.task == t).collect();
-        for e in &ok {
-            if e.status != "ok" {
-                body.push_str(&format!("<tr><td>{}</td><td colspan=4>{}: {}</td></tr>", esc(&e.controller), esc(&e.status), esc(&e.message.clone().unwrap_or_default())));
-                continue;
-            }
-            let st = |k: &str| &e.summary[k];
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{:.4} [{:.4}, {:.4}]</td><td>{:.4}</td><td>{:.4}</td><td>{:.0}</td></tr>",
-                esc(&e.controller), st("cr").median, st("cr").q25, st("cr").q75, st("ql").median, st("violation_rate").median, st("loss_kwh").median
-            ));
-        }
-        body.push_str("</table>");
-        // Bars: median CR with the interquartile range.
-        let rows: Vec<&&EntryOut> = ok.iter().filter(|e| e.status == "ok").collect();
-        let h = 24 * rows.len() + 30;
-        body.push_str(&format!("<svg width=\"640\" height=\"{h}\" role=\"img\" aria-label=\"median CR\">"));
-        for (i, e) in rows.iter().enumerate() {
-            let c = &e.summary["cr"];
-            let y = 10 + 24 * i;
-            let w = |x: f64| 200.0 + 400.0 * x.clamp(0.0, 1.0);
-            body.push_str(&format!(
-                "<text x=\"195\" y=\"{}\" text-anchor=\"end\" font-size=\"12\">{}</text><rect x=\"200\" y=\"{y}\" width=\"{:.1}\" height=\"16\" fill=\"#4477aa\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-                y + 12, esc(&e.controller), w(c.median) - 200.0, w(c.q25), w(c.q75), y + 8, y + 8
-            ));
-        }
-        body.push_str(&format!("<text x=\"200\" y=\"{}\" font-size=\"11\">CR 0</text><text x=\"600\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">1</text></svg>", h - 4, h - 4));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>VoltArena leaderboard {}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><body><h1>VoltArena leaderboard <code>{}</code></h1><p>Seeds {:?} × {} test-day episodes; median and interquartile range over seeds. Provenance in leaderboard.json.</p>{}<details><summary>Markdown</summary><pre>{}</pre></details></body></html>",
-        esc(&suite.name), esc(&suite.name), suite.seeds, suite.eval_episodes, body, esc(md)
-    )
-}
-
 /// Writes leaderboard.json, leaderboard.md and index.html; returns the Markdown.
 pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out: &Path, wall_seconds: f64) -> Result<String, CliError> {
     let machine = Machine::detect();
@@ -175,7 +139,7 @@ pub fn write_outputs(suite: &Suite, suite_hash: &str, entries: &[EntryOut], out:
     let w = |name: &str, bytes: &[u8]| atomic::write(&out.join(name), bytes).map_err(|e| CliError::Other(e.to_string()));
     w("leaderboard.json", serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
     w("leaderboard.md", md.as_bytes())?;
-    w("index.html", html(suite, entries, &md).as_bytes())?;
+    w("index.html", html::page(suite, entries, &md).as_bytes())?;
     Ok(md)
 }
 
