@@ -4,8 +4,8 @@
 //! clicking a header (a few lines of inline script; without scripts it is a plain table). Static and
 //! self-contained: no external scripts, styles or fonts, so it can be published or opened as is.
 
-use super::super::suite::Suite;
-use super::{communication_cell, EntryOut};
+use super::report::{communication_cell, EntryOut};
+use super::suite::Suite;
 use std::fmt::Write;
 
 /// Marker colours, by the controller's position in the suite (the same in every task's chart and
@@ -397,8 +397,8 @@ pub(super) fn page(suite: &Suite, entries: &[EntryOut], md: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::suite::{absent_nulls, Suite};
-    use super::super::EntryOut;
+    use super::super::report::EntryOut;
+    use super::super::suite::{absent_nulls, Suite};
     use super::*;
 
     /// The committed quick leaderboard (its entries predate the communication and compute fields).

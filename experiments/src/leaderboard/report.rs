@@ -1,7 +1,7 @@
 //! The report: per entry the median and interquartile range over seeds of CR, QL, AVV, violation
 //! rate and losses, written as `leaderboard.json` (every number, with the suite and its provenance,
 //! so `--verify` can re-run it), `leaderboard.md` (one table per task) and a static, self-contained
-//! `index.html` (per task a CR-against-QL chart and a sortable table; [`html`]). A suite with failed
+//! `index.html` (per task a CR-against-QL chart and a sortable table; [`super::html`]). A suite with failed
 //! entries still writes them all, then exits 2 naming the failures.
 
 use super::suite::Suite;
@@ -14,9 +14,7 @@ use voltarena_env::controller::Communication;
 use voltarena_env::deploy::Deployment;
 use voltarena_env::MetricsSummary;
 
-// leaderboard/html.rs (the path is relative to this file's folder).
-#[path = "html.rs"]
-mod html;
+use super::html;
 
 /// Median and interquartile range of one metric over a suite's seeds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
