@@ -46,16 +46,18 @@ impl Default for MaddpgConfig {
 impl MaddpgConfig {
     /// Every hyperparameter in its range (keys as in the `[maddpg]` table of a training config).
     pub fn validate(&self) -> Result<(), crate::validate::ConfigError> {
-        let c = crate::validate::Check { prefix: "maddpg." };
-        c.at_least("actor_hidden", self.actor_hidden, 1)?;
-        c.at_least("critic_hidden", self.critic_hidden, 1)?;
-        c.positive("actor_lr", self.actor_lr)?;
-        c.positive("critic_lr", self.critic_lr)?;
-        c.closed("gamma", self.gamma, 0.0, 1.0)?;
-        c.left_open("tau", self.tau, 0.0, 1.0)?;
-        c.at_least("batch_size", self.batch_size, 1)?;
-        c.non_negative("grad_clip", self.grad_clip)?;
-        c.positive("reward_scale", self.reward_scale)?;
+        let common = crate::validate::Common {
+            actor_hidden: self.actor_hidden,
+            critic_hidden: self.critic_hidden,
+            actor_lr: self.actor_lr,
+            critic_lr: self.critic_lr,
+            gamma: self.gamma,
+            tau: self.tau,
+            batch_size: self.batch_size,
+            grad_clip: self.grad_clip,
+            reward_scale: self.reward_scale,
+        };
+        common.validate("maddpg.")?;
         Ok(())
     }
 }

@@ -71,19 +71,22 @@ impl Default for Matd3Config {
 impl Matd3Config {
     /// Every hyperparameter in its range (keys as in the `[matd3]` table of a training config).
     pub fn validate(&self) -> Result<(), crate::validate::ConfigError> {
+        let common = crate::validate::Common {
+            actor_hidden: self.actor_hidden,
+            critic_hidden: self.critic_hidden,
+            actor_lr: self.actor_lr,
+            critic_lr: self.critic_lr,
+            gamma: self.gamma,
+            tau: self.tau,
+            batch_size: self.batch_size,
+            grad_clip: self.grad_clip,
+            reward_scale: self.reward_scale,
+        };
+        common.validate("matd3.")?;
         let c = crate::validate::Check { prefix: "matd3." };
-        c.at_least("actor_hidden", self.actor_hidden, 1)?;
-        c.at_least("critic_hidden", self.critic_hidden, 1)?;
-        c.positive("actor_lr", self.actor_lr)?;
-        c.positive("critic_lr", self.critic_lr)?;
-        c.closed("gamma", self.gamma, 0.0, 1.0)?;
-        c.left_open("tau", self.tau, 0.0, 1.0)?;
-        c.at_least("batch_size", self.batch_size, 1)?;
         c.at_least("policy_delay", self.policy_delay, 1)?;
         c.non_negative("target_noise", self.target_noise)?;
         c.non_negative("target_noise_clip", self.target_noise_clip)?;
-        c.non_negative("grad_clip", self.grad_clip)?;
-        c.positive("reward_scale", self.reward_scale)?;
         Ok(())
     }
 }

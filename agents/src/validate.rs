@@ -76,3 +76,33 @@ impl Check<'_> {
         }
     }
 }
+
+/// The hyperparameters MADDPG and MATD3 share, in one place: network sizes, learning rates, γ, τ,
+/// batch, gradient clip, reward scale.
+pub struct Common {
+    pub actor_hidden: usize,
+    pub critic_hidden: usize,
+    pub actor_lr: f64,
+    pub critic_lr: f64,
+    pub gamma: f64,
+    pub tau: f64,
+    pub batch_size: usize,
+    pub grad_clip: f64,
+    pub reward_scale: f64,
+}
+
+impl Common {
+    /// Every shared value in its range, keys under `prefix` (`matd3.`, `maddpg.`).
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let c = Check { prefix };
+        c.at_least("actor_hidden", self.actor_hidden, 1)?;
+        c.at_least("critic_hidden", self.critic_hidden, 1)?;
+        c.positive("actor_lr", self.actor_lr)?;
+        c.positive("critic_lr", self.critic_lr)?;
+        c.closed("gamma", self.gamma, 0.0, 1.0)?;
+        c.left_open("tau", self.tau, 0.0, 1.0)?;
+        c.at_least("batch_size", self.batch_size, 1)?;
+        c.non_negative("grad_clip", self.grad_clip)?;
+        c.positive("reward_scale", self.reward_scale)
+    }
+}
