@@ -423,18 +423,18 @@ fn malformed_profile_files_name_file_line_and_column() {
 #[test]
 fn start_window_restricts_episode_starts_to_its_local_times() {
     let task = std::sync::Arc::new(Task::builtin("rural2_96_midday").unwrap());
-    assert_eq!(task.start_window(), Some((9 * 3600, 12 * 3600)));
+    assert_eq!(task.start_window(), Some((10 * 3600, 11 * 3600)));
     let mut env = VoltageEnv::new(task.clone()).unwrap();
     let per_day = 86_400 / task.spec.resolution_s as usize;
     for split in [Split::Train, Split::Val, Split::Test] {
         for seed in 0..40 {
             env.reset(seed, &ResetOptions { split, ..Default::default() }).unwrap();
             let tod = (env.start_step() % per_day) * task.spec.resolution_s as usize;
-            assert!((9 * 3600..=12 * 3600).contains(&tod), "{split:?} seed {seed}: starts at {tod} s of the day");
+            assert!((10 * 3600..=11 * 3600).contains(&tod), "{split:?} seed {seed}: starts at {tod} s of the day");
         }
     }
     // A window that is not one is refused by field.
-    let text = include_str!("../../configs/tasks/rural2_96_midday.toml").replace("start_window = [\"09:00\", \"12:00\"]", "start_window = [\"13:00\", \"12:00\"]");
+    let text = include_str!("../../configs/tasks/rural2_96_midday.toml").replace("start_window = [\"10:00\", \"11:00\"]", "start_window = [\"13:00\", \"12:00\"]");
     let err = Task::from_toml(&text, "bad.toml", None).err().unwrap().to_string();
     assert!(err.contains("start_window"), "{err}");
 }
