@@ -286,3 +286,102 @@ pub fn evaluate(
     }
     Ok(Evaluation { mean_return: total / seeds.len().max(1) as f64, metrics: acc.summary(&task.bus_id), steps, interventions })
 }
+
+/// Aggregate result of [`rollout`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Steps taken (all episodes).
+    pub steps: usize,
+    /// Episodes started (the last one may be cut short by the step budget).
+    pub episodes: usize,
+    /// Metrics over all steps of all episodes.
+    pub metrics: MetricsSummary,
+    /// Wall time of the loop (s; timing, not a metric).
+    pub wall_seconds: f64,
+}
+
+/// The loop of `voltarena rollout` and of the Python package's `evaluate`: episodes back to back,
+/// episode e reset with `seed + e` on `split` (the task's data-noise setting for that split), until
+/// `total_steps` steps have been taken. `on_step` is called after every step; returning `false`
+/// stops the loop early (a front end whose policy failed).
+pub fn rollout(
+    env: &mut VoltageEnv,
+    deployed: &mut Deployed,
+    split: Split,
+    seed: u64,
+    total_steps: usize,
+    on_step: &mut dyn FnMut(&VoltageEnv, &Step) -> bool,
+) -> Result<Rollout, EnvError> {
+    let mut total = MetricsAcc::new(env.task().network.n_bus());
+    let mut actions = vec![0.0; env.n_agents()];
+    let (mut steps, mut episodes) = (0usize, 0usize);
+    let opts = ResetOptions { split, ..Default::default() };
+    let t0 = Instant::now();
+    'episodes: while steps < total_steps {
+        let s = seed.wrapping_add(episodes as u64);
+        env.reset(s, &opts)?;
+        deployed.reset(env, s);
+        episodes += 1;
+        loop {
+            deployed.act(env, &mut actions);
+            let st = deployed.step(env, &actions)?;
+            steps += 1;
+            let go_on = on_step(env, &st);
+            if !go_on {
+                total.merge(env.episode_metrics());
+                break 'episodes;
+            }
+            if st.terminated || st.truncated || steps >= total_steps {
+                break;
+            }
+        }
+        total.merge(env.episode_metrics());
+    }
+    let wall_seconds = t0.elapsed().as_secs_f64();
+    Ok(Rollout { steps, episodes, metrics: total.summary(&env.task().bus_id), wall_seconds })
+}
+
+/// The `metrics` object of `voltarena rollout --json` (and of the Python package's `evaluate`):
+/// the metrics of a [`Rollout`] and what the safety layer did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutMetrics {
+    pub cr: f64,
+    pub ql: f64,
+    pub avv_max: f64,
+    pub violation_rate: f64,
+    pub loss_kwh: f64,
+    pub divergences: usize,
+    pub avv_max_bus: i64,
+    pub violation_pu_mean: f64,
+    pub q_kvarh: f64,
+    /// Fraction of steps where the safety layer changed the action.
+    pub safety_intervention_rate: f64,
+    /// Mean ‖a − a_proposed‖₂ over steps.
+    pub safety_mean_correction: f64,
+    /// Steps where the layer could not meet every linearised constraint.
+    pub safety_infeasible: usize,
+    /// QPs the layer's fast dual active-set method left to the interior-point solver.
+    pub safety_fallbacks: usize,
+}
+
+impl RolloutMetrics {
+    pub fn new(r: &Rollout, st: &PipelineStats) -> RolloutMetrics {
+        let m = &r.metrics;
+        let n = r.steps.max(1) as f64;
+        RolloutMetrics {
+            cr: m.cr,
+            ql: m.ql,
+            avv_max: m.avv_max,
+            violation_rate: m.violation_rate,
+            loss_kwh: m.loss_kwh,
+            divergences: m.divergences,
+            avv_max_bus: m.avv_max_bus,
+            violation_pu_mean: m.violation_pu_mean,
+            q_kvarh: m.q_kvarh,
+            safety_intervention_rate: st.interventions as f64 / n,
+            safety_mean_correction: st.correction_sum / n,
+            safety_infeasible: st.infeasible,
+            safety_fallbacks: st.fallbacks,
+        }
+    }
+}

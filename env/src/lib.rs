@@ -30,7 +30,7 @@ pub mod task;
 pub mod vector;
 
 pub use controller::Controller;
-pub use deploy::{ActionPipeline, Deployed, Deployment, Evaluation};
+pub use deploy::{ActionPipeline, Deployed, Deployment, Evaluation, Rollout};
 pub use env::{EnvError, ResetOptions, Spaces, Step, VoltageEnv};
 pub use metrics::{MetricsAcc, MetricsSummary, StepMetrics};
 pub use voltarena_grid::{network, powerflow, Network, NetworkError, C64};

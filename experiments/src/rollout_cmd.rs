@@ -14,13 +14,12 @@ use crate::CliError;
 use clap::ValueEnum;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Instant;
 use voltarena_agents::run::Overrides;
 use voltarena_baselines::{ControllerSpec, Faults};
-use voltarena_env::deploy::Checkpoint;
+use voltarena_env::deploy::{Checkpoint, RolloutMetrics};
 use voltarena_env::safety::{SafetyConfig, SafetyKind};
 use voltarena_env::task::Backend;
-use voltarena_env::{MetricsAcc, ResetOptions, Split, Task, VoltageEnv};
+use voltarena_env::{Split, Task, VoltageEnv};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BackendArg {
@@ -72,27 +71,6 @@ pub struct Args {
 }
 
 #[derive(Serialize)]
-struct Metrics {
-    cr: f64,
-    ql: f64,
-    avv_max: f64,
-    violation_rate: f64,
-    loss_kwh: f64,
-    divergences: usize,
-    avv_max_bus: i64,
-    violation_pu_mean: f64,
-    q_kvarh: f64,
-    /// Fraction of steps where the safety layer changed the action.
-    safety_intervention_rate: f64,
-    /// Mean ‖a − a_proposed‖₂ over steps.
-    safety_mean_correction: f64,
-    /// Steps where the layer could not meet every linearised constraint.
-    safety_infeasible: usize,
-    /// QPs the layer's fast dual active-set method left to the interior-point solver.
-    safety_fallbacks: usize,
-}
-
-#[derive(Serialize)]
 struct Output {
     steps: usize,
     wall_seconds: f64,
@@ -100,7 +78,7 @@ struct Output {
     /// Mean and largest wall time of one safety-layer filtering (µs; timing, not a metric).
     safety_us_mean: f64,
     safety_us_max: f64,
-    metrics: Metrics,
+    metrics: RolloutMetrics,
     task: String,
     controller: String,
     /// Dead zone and safety layer in front of the controller (and, for `rl`, the run deployed).
@@ -146,49 +124,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Err(CliError::Input("--steps must be at least 1".into()));
     }
     let safety_kind = info.deployment.safety.kind;
-    let opts = ResetOptions { split, ..Default::default() };
-    let mut total = MetricsAcc::new(task.network.n_bus());
-    let mut actions = vec![0.0; env.n_agents()];
-    let mut steps = 0;
-    let mut episodes = 0;
-    let t0 = Instant::now();
-    while steps < total_steps {
-        let seed = args.seed.wrapping_add(episodes as u64);
-        env.reset(seed, &opts).map_err(|e| CliError::Other(e.to_string()))?;
-        controller.reset(&env, seed);
-        episodes += 1;
-        loop {
-            controller.act(&env, &mut actions);
-            let s = controller.step(&mut env, &actions).map_err(|e| CliError::Other(e.to_string()))?;
-            steps += 1;
-            if s.terminated || s.truncated || steps >= total_steps {
-                break;
-            }
-        }
-        total.merge(env.episode_metrics());
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let m = total.summary(&task.bus_id);
+    let r = voltarena_env::deploy::rollout(&mut env, &mut controller, split, args.seed, total_steps, &mut |_, _| true).map_err(|e| CliError::Other(e.to_string()))?;
+    let (steps, episodes, wall, m) = (r.steps, r.episodes, r.wall_seconds, r.metrics.clone());
     let st = *controller.pipeline().stats();
     let out = Output {
         steps,
         wall_seconds: wall,
         steps_per_second: steps as f64 / wall.max(1e-12),
-        metrics: Metrics {
-            cr: m.cr,
-            ql: m.ql,
-            avv_max: m.avv_max,
-            violation_rate: m.violation_rate,
-            loss_kwh: m.loss_kwh,
-            divergences: m.divergences,
-            avv_max_bus: m.avv_max_bus,
-            violation_pu_mean: m.violation_pu_mean,
-            q_kvarh: m.q_kvarh,
-            safety_intervention_rate: st.interventions as f64 / steps.max(1) as f64,
-            safety_mean_correction: st.correction_sum / steps.max(1) as f64,
-            safety_infeasible: st.infeasible,
-            safety_fallbacks: st.fallbacks,
-        },
+        metrics: RolloutMetrics::new(&r, &st),
         safety_us_mean: 1e6 * st.filter_seconds / steps.max(1) as f64,
         safety_us_max: 1e6 * st.filter_max_seconds,
         task: task.spec.name.clone(),

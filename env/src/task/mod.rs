@@ -40,11 +40,27 @@ pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
-/// The data folder: `$VOLTARENA_DATA`, else `./data` when it holds the networks, else the
-/// repository's `data/` next to this crate.
+/// The TOML text of a built-in task.
+pub fn builtin_toml(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+static DATA_DIR: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// Sets the data folder used when `$VOLTARENA_DATA` is not set (the Python package points it at
+/// the data it carries); `None` goes back to the default.
+pub fn set_data_dir(dir: Option<PathBuf>) {
+    *DATA_DIR.write().unwrap_or_else(|e| e.into_inner()) = dir;
+}
+
+/// The data folder: `$VOLTARENA_DATA`, else the folder given to [`set_data_dir`], else `./data`
+/// when it holds the networks, else the repository's `data/` next to this crate.
 pub fn data_dir() -> PathBuf {
     if let Ok(d) = std::env::var("VOLTARENA_DATA") {
         return PathBuf::from(d);
+    }
+    if let Some(d) = DATA_DIR.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return d;
     }
     let local = PathBuf::from("data");
     if local.join("networks").is_dir() {
