@@ -333,8 +333,8 @@ impl VecEnv {
 
     /// Steps every environment with `actions` (float64 [N, agents]). An environment whose episode
     /// ends is reset at once (same-step auto-reset): its row of the returned observations is the
-    /// new episode's first, and `info["final_obs"]` / `info["final_state"]` hold the last ones
-    /// (rows where `info["_final"]` is true). Returns (observations, states, rewards [N],
+    /// new episode's first, and, on steps where an episode ended, `info["final_obs"]` /
+    /// `info["final_state"]` hold the last ones (rows where `info["_final"]` is true). Returns (observations, states, rewards [N],
     /// terminated [N], truncated [N], info).
     #[allow(clippy::type_complexity)]
     fn step<'py>(&mut self, py: Python<'py>, actions: PyReadonlyArray2<'py, f64>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyDict>)> {
@@ -400,9 +400,12 @@ impl VecEnv {
         }
         let info = PyDict::new(py);
         let done: Vec<bool> = self.terminated.iter().zip(&self.truncated).map(|(a, b)| *a || *b).collect();
-        info.set_item("final_obs", self.obs_array(py, true)?)?;
-        info.set_item("final_state", self.state_array(py, true)?)?;
-        info.set_item("_final", PyArray1::from_slice(py, &done))?;
+        // As Gymnasium's same-step auto-reset: the final observations only where an episode ended.
+        if done.iter().any(|&d| d) {
+            info.set_item("final_obs", self.obs_array(py, true)?)?;
+            info.set_item("final_state", self.state_array(py, true)?)?;
+            info.set_item("_final", PyArray1::from_slice(py, &done))?;
+        }
         info.set_item("cr", PyArray1::from_slice(py, &self.cr))?;
         info.set_item("ql_mvar", PyArray1::from_slice(py, &self.ql))?;
         info.set_item("v_max_pu", PyArray1::from_slice(py, &self.v_max))?;

@@ -185,7 +185,7 @@ class VectorEnv(_GymVectorEnv):
     Arrays: observations ``[N, agents, obs_dim]`` float32, ``state()`` ``[N, state_dim]``,
     actions ``[N, agents]`` (or ``[N, agents, 1]``), rewards / terminated / truncated ``[N]``.
     Same-step auto-reset: an environment whose episode ends is reset within ``step``; its row of
-    the returned observations starts the new episode, and ``infos["final_obs"]``,
+    the returned observations starts the new episode, and (on steps where one ended) ``infos["final_obs"]``,
     ``infos["final_state"]`` hold the last ones where ``infos["_final"]`` is true. Environment i's
     e-th episode is drawn with seed ``seed + i + N·e``, so a vector run is reproducible and equals
     N single environments reset with those seeds. ``infos`` also holds per-environment step
