@@ -12,6 +12,7 @@
 //!                                                 # params = { ... } (StepSpec) replaces the defaults
 //! kind = "ofo", ofo_config = "configs/x.toml", ofo = "nested"   # a controller of a `baseline` config
 //! kind = "rl", run = "runs/<dir>", checkpoint = "best"          # a trained run (voltarena-agents)
+//! kind = "external", results = "lab_policy.json"                 # results of a Python policy (leaderboards)
 //! ```
 //!
 //! This crate builds every kind but `rl`, which needs libtorch and is built by `voltarena-agents`.
@@ -70,6 +71,9 @@ pub enum ControllerSpec {
     },
     /// An OFO-family controller configured in a `voltarena baseline` config (`[controllers.<ofo>]`).
     Ofo { ofo_config: PathBuf, ofo: String },
+    /// Results computed elsewhere — a Python policy scored with `voltarena.leaderboard_entry` on
+    /// the leaderboard's own episodes: the per-seed metrics file it wrote (leaderboards only).
+    External { results: PathBuf },
     /// A trained RL run: `run` is its directory (absent where a suite trains the run itself).
     Rl {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +168,9 @@ pub enum SpecError {
     /// `kind = "rl"` is built by voltarena-agents.
     #[error("kind = \"rl\" is built by voltarena-agents (it needs libtorch)")]
     Rl,
+    /// `kind = "external"` holds results, not a controller.
+    #[error("kind = \"external\" holds results computed elsewhere; only a leaderboard reads it")]
+    External,
 }
 
 impl From<OfoError> for SpecError {
@@ -209,6 +216,7 @@ impl ControllerSpec {
             ControllerSpec::Droop { .. } => "droop",
             ControllerSpec::Ofo { .. } => "ofo",
             ControllerSpec::Rl { .. } => "rl",
+            ControllerSpec::External { .. } => "external",
             other => other.ofo_kind().map(OfoKind::name).unwrap_or("?"),
         }
     }
@@ -233,6 +241,7 @@ impl ControllerSpec {
             ControllerSpec::Droop { droop } => Ok(Box::new(droop.clone().unwrap_or_default().build()?)),
             ControllerSpec::Ofo { ofo_config, ofo } => ControllerSet::from_file(ofo_config)?.spec(ofo).map_err(|message| SpecError::Config { path: ofo_config.clone(), message })?.build(task, faults),
             ControllerSpec::Rl { .. } => Err(SpecError::Rl),
+            ControllerSpec::External { .. } => Err(SpecError::External),
             ControllerSpec::Centralized { params }
             | ControllerSpec::Nested { params }
             | ControllerSpec::TwoMetric { params }

@@ -240,6 +240,13 @@ impl<'a> Deployed<'a> {
     }
 }
 
+/// The episodes of leaderboard seed `seed`: test days drawn with seeds 100·seed + i, i <
+/// `episodes` — the same for every controller of a suite, and for the Python package's
+/// `leaderboard_entry`.
+pub fn protocol_seeds(seed: u64, episodes: usize) -> Vec<u64> {
+    (0..episodes as u64).map(|i| 100 * seed + i).collect()
+}
+
 /// Aggregate result of [`evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {

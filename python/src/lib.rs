@@ -473,6 +473,9 @@ impl Controller for PyPolicy {
     }
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         actions.fill(0.0);
+        if self.error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return;
+        }
         let r = Python::attach(|py| -> PyResult<()> {
             let obs = PyDict::new(py);
             for (k, name) in self.agents.iter().enumerate() {
@@ -534,22 +537,7 @@ fn rollout(
     let split = parse_split(split)?;
     let deployment = parse_deployment(safety, dead_zone)?;
     let error = Arc::new(Mutex::new(None));
-    let ctl: Box<dyn Controller> = match (controller, policy) {
-        (Some(name), None) => {
-            let spec = ControllerSpec::from_name(name).filter(|s| !matches!(s, ControllerSpec::Rl { .. })).ok_or_else(|| {
-                PyValueError::new_err(format!("controller: unknown controller {name:?}; expected one of none, random, droop, centralized, nested, two_metric, qu2020, tang2024"))
-            })?;
-            spec.build(&task, &Faults::default()).map_err(value_err)?
-        }
-        (None, Some(f)) => {
-            let agents = agents.unwrap_or_else(|| (0..task.n_agents()).map(|k| format!("agent_{k}")).collect());
-            if agents.len() != task.n_agents() {
-                return Err(PyValueError::new_err(format!("agents: expected {} names, got {}", task.n_agents(), agents.len())));
-            }
-            Box::new(PyPolicy { f, agents, error: error.clone() })
-        }
-        _ => return Err(PyValueError::new_err("give exactly one of controller (a name) and policy (a callable)")),
-    };
+    let ctl = make_controller(&task, controller, policy, agents, &error)?;
     let total = steps.unwrap_or(task.spec.episode_steps);
     if total == 0 {
         return Err(PyValueError::new_err("steps: expected at least 1"));
@@ -567,6 +555,56 @@ fn rollout(
         "steps": r.steps, "episodes": r.episodes, "metrics": metrics, "task": task.spec.name,
         "controller": deployed.name(), "deployment": deployment, "communication": deployed.communication(&task),
         "backend": backend, "split": split, "seed": seed,
+    }))
+    .map_err(value_err)
+}
+
+/// A registry controller by name, or a Python callable as one.
+fn make_controller(task: &Task, controller: Option<&str>, policy: Option<Py<PyAny>>, agents: Option<Vec<String>>, error: &Arc<Mutex<Option<PyErr>>>) -> PyResult<Box<dyn Controller>> {
+    match (controller, policy) {
+        (Some(name), None) => {
+            let spec = ControllerSpec::from_name(name).filter(|s| !matches!(s, ControllerSpec::Rl { .. })).ok_or_else(|| {
+                PyValueError::new_err(format!("controller: unknown controller {name:?}; expected one of none, random, droop, centralized, nested, two_metric, qu2020, tang2024"))
+            })?;
+            spec.build(task, &Faults::default()).map_err(value_err)
+        }
+        (None, Some(f)) => {
+            let agents = agents.unwrap_or_else(|| (0..task.n_agents()).map(|k| format!("agent_{k}")).collect());
+            if agents.len() != task.n_agents() {
+                return Err(PyValueError::new_err(format!("agents: expected {} names, got {}", task.n_agents(), agents.len())));
+            }
+            Ok(Box::new(PyPolicy { f, agents, error: error.clone() }))
+        }
+        _ => Err(PyValueError::new_err("give exactly one of controller (a name) and policy (a callable)")),
+    }
+}
+
+/// The leaderboard's protocol for one suite seed: `episodes` test days seeded 100·seed + i, no
+/// data noise (`voltarena leaderboard`'s own evaluation). Returns JSON: `metrics` (as in
+/// leaderboard.json's `per_seed`), `deployment`, `communication`, `compute_us_per_step`.
+#[pyfunction]
+#[pyo3(signature = (task, seed, episodes, controller=None, policy=None, agents=None, safety=None, dead_zone=0.0))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate_protocol(py: Python<'_>, task: &str, seed: u64, episodes: usize, controller: Option<&str>, policy: Option<Py<PyAny>>, agents: Option<Vec<String>>, safety: Option<&str>, dead_zone: f64) -> PyResult<String> {
+    if episodes == 0 {
+        return Err(PyValueError::new_err("episodes: expected at least 1"));
+    }
+    let task = load_task(task, None)?;
+    let deployment = parse_deployment(safety, dead_zone)?;
+    let error = Arc::new(Mutex::new(None));
+    let ctl = make_controller(&task, controller, policy, agents, &error)?;
+    let mut env = VoltageEnv::new(task.clone()).map_err(env_err)?;
+    let mut deployed = Deployed::new(ctl, &task, deployment).map_err(value_err)?;
+    let seeds = voltarena_env::deploy::protocol_seeds(seed, episodes);
+    // After a Python policy fails it is not called again; the loop runs out with zero actions.
+    let ev = py.detach(|| voltarena_env::deploy::evaluate(&mut env, &mut deployed, Split::Test, &seeds, &mut |_, _, _| {}));
+    if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let ev = ev.map_err(env_err)?;
+    serde_json::to_string(&serde_json::json!({
+        "metrics": ev.metrics, "deployment": deployment, "communication": deployed.communication(&task),
+        "compute_us_per_step": deployed.compute_us_per_step(),
     }))
     .map_err(value_err)
 }
@@ -600,6 +638,7 @@ fn _voltarena(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Env>()?;
     m.add_class::<VecEnv>()?;
     m.add_function(wrap_pyfunction!(rollout, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_protocol, m)?)?;
     m.add_function(wrap_pyfunction!(tasks, m)?)?;
     m.add_function(wrap_pyfunction!(controllers, m)?)?;
     m.add_function(wrap_pyfunction!(set_data_dir, m)?)?;

@@ -199,3 +199,47 @@ def test_vector_env_runs_are_reproducible():
         return total
 
     np.testing.assert_array_equal(run(), run())
+
+
+def test_an_external_entry_sits_on_the_leaderboards_own_episodes(tmp_path):
+    zero = tmp_path / "zero.json"
+    droop = tmp_path / "droop.json"
+    voltarena.leaderboard_entry(lambda obs: {a: 0.0 for a in obs}, "zero", task="mapdn33", seeds=[1, 2], eval_episodes=2, path=str(zero),
+                                communication={"reach": "none", "messages_per_step": 0}, provenance={"code": "test"})
+    voltarena.leaderboard_entry({1: "droop", 2: "droop"}, "droop by name", task="mapdn33", seeds=[1, 2], eval_episodes=2, path=str(droop))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f"""
+name = "external-test"
+tasks = ["mapdn33"]
+seeds = [1, 2]
+eval_episodes = 2
+[[controllers]]
+name = "none"
+kind = "none"
+[[controllers]]
+name = "droop"
+kind = "droop"
+[[controllers]]
+name = "zero policy (Python)"
+kind = "external"
+results = "{zero}"
+[[controllers]]
+name = "droop (Python)"
+kind = "external"
+results = "{droop}"
+""")
+    out = tmp_path / "lb"
+    subprocess.run([cli(), "leaderboard", str(suite), "--out", str(out), "--jobs", "1"], check=True, capture_output=True, cwd=ROOT)
+    entries = {e["controller"]: e for e in json.loads((out / "leaderboard.json").read_text())["entries"]}
+    assert all(e["status"] == "ok" for e in entries.values()), entries
+    assert entries["zero policy (Python)"]["per_seed"] == entries["none"]["per_seed"]
+    assert entries["droop (Python)"]["per_seed"] == entries["droop"]["per_seed"]
+    assert entries["zero policy (Python)"]["communication"] == {"reach": "none", "messages_per_step": 0}
+    assert "zero policy (Python)" in (out / "leaderboard.md").read_text()
+    subprocess.run([cli(), "leaderboard", "--verify", str(out), "--jobs", "1"], check=True, capture_output=True, cwd=ROOT)
+    # A file for another task, or without a suite seed, is refused naming the file.
+    bad = json.loads(zero.read_text())
+    bad["per_seed"] = bad["per_seed"][:1]
+    zero.write_text(json.dumps(bad))
+    r = subprocess.run([cli(), "leaderboard", str(suite), "--out", str(tmp_path / "lb2"), "--jobs", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "no result for suite seed 2" in r.stderr and str(zero) in r.stderr, r.stderr

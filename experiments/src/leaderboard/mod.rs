@@ -19,6 +19,7 @@
 //! array tasks wrote, [`verify`] re-runs a stored leaderboard. This file only reads the flags and
 //! picks one of them.
 
+mod external;
 mod html;
 mod report;
 mod scheduler;

@@ -93,8 +93,10 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
         }
         if out.status == "ok" {
             out.summary = summarize(&out.per_seed);
+            // External entries may not state their compute.
+            compute.retain(|x| x.is_finite());
             compute.sort_by(f64::total_cmp);
-            out.compute_us_per_step = Some(super::report::quantile(&compute, 0.5));
+            out.compute_us_per_step = (!compute.is_empty()).then(|| super::report::quantile(&compute, 0.5));
         } else {
             out.per_seed.clear();
         }
@@ -104,16 +106,16 @@ pub fn run_suite(suite: &Suite, out: &Path, jobs: usize, only: Option<usize>) ->
 }
 
 /// What one (task, controller, seed) job gives.
-struct JobOk {
-    metrics: MetricsSummary,
+pub(super) struct JobOk {
+    pub(super) metrics: MetricsSummary,
     /// Hash of the resolved training config (RL).
-    config_hash: Option<String>,
-    deployment: Deployment,
+    pub(super) config_hash: Option<String>,
+    pub(super) deployment: Deployment,
     /// What of the deployment the entry overrode.
-    overridden: Vec<String>,
-    communication: Communication,
+    pub(super) overridden: Vec<String>,
+    pub(super) communication: Communication,
     /// Mean wall time of a control step (µs; timing, not a metric).
-    compute_us_per_step: f64,
+    pub(super) compute_us_per_step: f64,
 }
 
 /// Evaluates `deployed` on the seed's test days and collects the job's result.
@@ -159,6 +161,7 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes
             crate::train_cmd::atomic_dir(&run_dir.join("checkpoint"), |d| trainer.save(d)).map_err(err)?;
             (RunDir::open(run_dir).map_err(|x| err(x.to_string()))?, Checkpoint::Last, fnv(&text))
         }
+        ControllerSpec::External { results } => return super::external::job(results, task_name, seed, episodes).map_err(err),
         other => {
             // A controller that does not apply to the task is "n/a", not an error.
             let (mut deployed, info) = crate::controllers::deploy(other, &task, overrides, &Faults::default()).map_err(|f| match f {
@@ -187,11 +190,12 @@ fn resolve_train(e: &SuiteEntry, path: &Path, task_name: &str, seed: u64) -> Res
     Ok((cfg, text))
 }
 
-/// Evaluates a deployed controller on the seed's `episodes` test days (episode seeds 100·seed + i):
+/// Evaluates a deployed controller on the seed's `episodes` test days (episode seeds 100·seed + i,
+/// [`voltarena_env::deploy::protocol_seeds`]):
 /// the same days for every controller of the suite.
 fn eval_deployed(task: &Arc<Task>, deployed: &mut Deployed, seed: u64, episodes: usize) -> Result<MetricsSummary, String> {
     let mut env = VoltageEnv::new(task.clone()).map_err(|e| e.to_string())?;
-    let seeds: Vec<u64> = (0..episodes as u64).map(|i| 100 * seed + i).collect();
+    let seeds = voltarena_env::deploy::protocol_seeds(seed, episodes);
     let ev = voltarena_env::deploy::evaluate(&mut env, deployed, Split::Test, &seeds, &mut |_, _, _| {}).map_err(|e| e.to_string())?;
     Ok(ev.metrics)
 }
