@@ -237,3 +237,60 @@ fn a_controller_that_does_not_apply_is_na_not_an_error() {
     assert!(v["entries"][1]["message"].as_str().unwrap().contains("two inverters"), "{}", v["entries"][1]["message"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn slurm_collect_refuses_stale_entries_of_an_earlier_submission_and_emit_checks_paths_and_options() {
+    let dir = std::env::temp_dir().join(format!("va-lb-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("suite.toml");
+    let text = "name = \"stale\"\ntasks = [\"mapdn33\"]\nseeds = [1]\neval_episodes = 1\n[slurm]\naccount = \"lab\"\ntime = \"00:30:00\"\n\
+                [[controllers]]\nname = \"none\"\nkind = \"none\"\n[[controllers]]\nname = \"droop\"\nkind = \"droop\"\n[[controllers]]\nname = \"nested\"\nkind = \"nested\"\n";
+    std::fs::write(&suite, text).unwrap();
+    let (slurm, cluster) = (dir.join("slurm"), dir.join("cluster"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let emit = |extra: &[&str]| {
+        let mut a = vec!["leaderboard".to_string(), s(&suite), "--emit-slurm".into(), s(&slurm), "--out".into(), s(&cluster)];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (code, out, err) = voltarena(&a);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("submission"), "{out}");
+        std::fs::read_to_string(slurm.join("submission.txt")).unwrap().trim().to_string()
+    };
+    // sbatch options: the suite's [slurm] table, overridden by flags; requeue on preemption.
+    let first = emit(&["--partition", "short", "--time", "01:00:00"]);
+    let array = std::fs::read_to_string(slurm.join("leaderboard.sbatch")).unwrap();
+    for line in ["#SBATCH --account=lab", "#SBATCH --partition=short", "#SBATCH --time=01:00:00", "#SBATCH --requeue", &format!("--submission {first}")] {
+        assert!(array.contains(line), "{line}\n{array}");
+    }
+    let copy = s(&slurm.join("suite.toml"));
+    let entry = |k: &str, sub: &str| {
+        let (code, _, err) = voltarena(&["leaderboard", &copy, "--entry", k, "--out", &s(&cluster), "--submission", sub]);
+        assert_eq!(code, 0, "{err}");
+    };
+    for k in ["0", "1", "2"] {
+        entry(k, &first);
+    }
+    // A new submission whose array task 1 was cancelled: 1.json is the earlier submission's.
+    let second = emit(&[]);
+    assert_ne!(first, second);
+    entry("0", &second);
+    entry("2", &second);
+    let (code, _, err) = voltarena(&["leaderboard", &copy, "--collect", &s(&cluster), "--submission", &second]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mapdn33 / droop") && err.contains("stale") && err.contains(&first), "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(cluster.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(v["entries"][1]["status"], "missing");
+    assert_eq!(v["entries"][0]["status"], "ok");
+    // Emitting from a folder where the suite's relative paths do not resolve is refused, naming them.
+    std::fs::write(&suite, format!("{text}[[controllers]]\nname = \"matd3\"\nkind = \"rl\"\ntrain = \"configs/matd3_mapdn33.toml\"\n")).unwrap();
+    let (code, _, err) = voltarena(&["leaderboard", &s(&suite), "--emit-slurm", &s(&dir.join("slurm2")), "--out", &s(&cluster)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("matd3: configs/matd3_mapdn33.toml") && err.contains("--workdir"), "{err}");
+    assert!(!dir.join("slurm2").exists(), "nothing written");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (code, _, err) = voltarena(&["leaderboard", &s(&suite), "--emit-slurm", &s(&dir.join("slurm2")), "--out", &s(&cluster), "--workdir", &s(&root)]);
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -54,6 +54,29 @@ pub struct Args {
     /// Merge DIR/entries/*.json (written by --entry) into DIR/leaderboard.json, .md and index.html.
     #[arg(long, value_name = "DIR", conflicts_with = "verify")]
     collect: Option<PathBuf>,
+    /// --entry / --collect: the --emit-slurm submission (written into its scripts); --collect then
+    /// refuses entry files of any other submission as stale.
+    #[arg(long, value_name = "ID")]
+    submission: Option<String>,
+    /// --emit-slurm: the folder the jobs run in (relative paths of the suite start there; default:
+    /// the current folder). Every path the suite names must exist there.
+    #[arg(long, value_name = "DIR", requires = "emit_slurm")]
+    workdir: Option<PathBuf>,
+    /// --emit-slurm: sbatch --account (default: the suite's [slurm] account, else none).
+    #[arg(long, requires = "emit_slurm")]
+    account: Option<String>,
+    /// --emit-slurm: sbatch --partition.
+    #[arg(long, requires = "emit_slurm")]
+    partition: Option<String>,
+    /// --emit-slurm: wall-time limit per array task (default 02:00:00).
+    #[arg(long, requires = "emit_slurm")]
+    time: Option<String>,
+    /// --emit-slurm: memory per array task (default 8G).
+    #[arg(long, requires = "emit_slurm")]
+    mem: Option<String>,
+    /// --emit-slurm: CPUs per array task (default 2; the entry's seeds run on them).
+    #[arg(long, requires = "emit_slurm")]
+    cpus_per_task: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
@@ -64,15 +87,35 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let (suite, suite_hash) = suite::read_suite(&path)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("results").join(format!("leaderboard_{}", suite.name)));
     if let Some(dir) = &args.emit_slurm {
-        return slurm::emit(&path, &suite, dir, &out);
+        let s = suite.slurm.clone().unwrap_or_default();
+        let sbatch = suite::SlurmOptions {
+            account: args.account.or(s.account),
+            partition: args.partition.or(s.partition),
+            time: args.time.or(s.time),
+            mem: args.mem.or(s.mem),
+            cpus_per_task: args.cpus_per_task.or(s.cpus_per_task),
+        };
+        for (k, v) in [("account", &sbatch.account), ("partition", &sbatch.partition), ("time", &sbatch.time), ("mem", &sbatch.mem)] {
+            if v.as_deref().is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace)) {
+                return Err(CliError::Input(format!("--{k}: expected one word, got {v:?}")));
+            }
+        }
+        if sbatch.cpus_per_task == Some(0) {
+            return Err(CliError::Input("--cpus-per-task: expected at least 1".into()));
+        }
+        let workdir = match args.workdir {
+            Some(w) => w,
+            None => std::env::current_dir().map_err(|e| CliError::Other(format!("current folder: {e}")))?,
+        };
+        return slurm::emit(&path, &suite, &suite_hash, dir, &out, &slurm::EmitOptions { workdir, sbatch });
     }
     if let Some(dir) = &args.collect {
-        return slurm::collect(&path, &suite, &suite_hash, dir);
+        return slurm::collect(&path, &suite, &suite_hash, dir, args.submission.as_deref());
     }
     std::fs::create_dir_all(&out).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out.display())))?;
     let t0 = std::time::Instant::now();
     if let Some(k) = args.entry {
-        return slurm::run_entry(&path, &suite, suite_hash, k, &out, args.jobs, t0);
+        return slurm::run_entry(&path, &suite, suite_hash, k, &out, args.jobs, args.submission, t0);
     }
     let entries = scheduler::run_suite(&suite, &out, args.jobs, None)?;
     let md = report::write_outputs(&suite, &suite_hash, &entries, &out, t0.elapsed().as_secs_f64())?;

@@ -3,13 +3,21 @@
 //! `submit.sh` (submits the array, then the collect step once every array task has ended),
 //! `entries.tsv` (index → task, controller) and a copy of the suite. `--entry K` is what an array
 //! task runs: the same code as a local run ([`run_suite`] restricted to entry K) into
-//! `OUT/entries/K.json` (with the CPU it ran on); `--collect OUT` merges those files into the leaderboard a local run would
-//! have written (same numbers), a missing or foreign file (another suite's hash) becoming a
-//! "missing" entry.
+//! `OUT/entries/K.json` (with the CPU it ran on and the submission it belongs to); `--collect OUT`
+//! merges those files into the leaderboard a local run would have written (same numbers).
+//!
+//! Every emission has its own submission id, passed to its array tasks and its collect step: a file
+//! left in `OUT/entries/` by an earlier submission (its array task K of the new one cancelled) is
+//! refused as stale, as is one of another suite (the suite hash covers every file the suite names),
+//! and the collect step exits non-zero naming each missing or stale entry. Before writing anything,
+//! `--emit-slurm` checks that every path the suite names exists from the folder the jobs will run
+//! in (`--workdir`, default: the current one). Array tasks are requeued on preemption
+//! (`--requeue`); a requeued task re-runs its entry from the start (training is deterministic, so
+//! the numbers are the same). sbatch options come from the flags or the suite's `[slurm]` table.
 
 use super::report::{fail_on_errors, write_outputs, EntryOut};
 use super::scheduler::run_suite;
-use super::suite::Suite;
+use super::suite::{SlurmOptions, Suite};
 use crate::provenance::Cpu;
 use crate::{atomic, CliError};
 use serde::{Deserialize, Serialize};
@@ -25,13 +33,39 @@ struct EntryFile {
     /// The CPU the array task ran on (absent in files written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cpu: Option<Cpu>,
+    /// The `--emit-slurm` submission the array task belonged to (absent when run by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    submission: Option<String>,
     entry: EntryOut,
+}
+
+/// What `--emit-slurm` writes besides the suite: where the jobs run and their sbatch options.
+pub struct EmitOptions {
+    /// The folder the jobs `cd` into; relative paths of the suite start there.
+    pub workdir: PathBuf,
+    pub sbatch: SlurmOptions,
 }
 
 /// `--emit-slurm DIR`: a job-array script (one leaderboard entry per array task), a collect script,
 /// and `submit.sh` that submits both with a dependency.
-pub fn emit(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Result<(), CliError> {
+pub fn emit(suite_path: &Path, suite: &Suite, suite_hash: &str, dir: &Path, out: &Path, opts: &EmitOptions) -> Result<(), CliError> {
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let root = abs(&opts.workdir);
+    if !root.is_dir() {
+        return Err(CliError::Input(format!("--workdir {}: not a folder", opts.workdir.display())));
+    }
+    let missing = suite.missing_paths(&root);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(e, p)| format!("{e}: {}", p.display())).collect();
+        return Err(CliError::Input(format!(
+            "{}: the jobs run in {} (--workdir), where these paths do not exist: {}",
+            suite_path.display(),
+            root.display(),
+            list.join("; ")
+        )));
+    }
+    let sb = &opts.sbatch;
+    let submission = crate::provenance::fnv(&format!("{suite_hash} {:?} {}", std::time::SystemTime::now(), std::process::id()));
     std::fs::create_dir_all(dir.join("logs")).map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
     let suite_copy = dir.join("suite.toml");
     let text = std::fs::read_to_string(suite_path).map_err(|e| CliError::Input(format!("cannot read {}: {e}", suite_path.display())))?;
@@ -44,7 +78,6 @@ pub fn emit(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Result<
         list.push_str(&format!("{k}\t{task}\t{}\n", e.name));
     }
     w("entries.tsv", &list)?;
-    let root = abs(&std::env::current_dir().unwrap_or_default());
     let exe = std::env::current_exe().map(|p| abs(&p)).unwrap_or_else(|_| PathBuf::from("voltarena"));
     let (suite_abs, out_abs, logs) = (abs(&suite_copy), abs(out), abs(&dir.join("logs")));
     let head = |name: &str| {
@@ -57,12 +90,18 @@ pub fn emit(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Result<
         "set -euo pipefail\n# Relative paths in the suite (configs, run directories) are relative to the project root.\ncd {}\nVOLTARENA=${{VOLTARENA:-{}}}\n",
         shell_quote(&root), shell_quote(&exe)
     );
+    let mut site = String::new();
+    for (k, v) in [("account", &sb.account), ("partition", &sb.partition)] {
+        if let Some(v) = v {
+            site.push_str(&format!("#SBATCH --{k}={v}\n"));
+        }
+    }
     let array = format!(
-        "{}#SBATCH --array=0-{}\n#SBATCH --cpus-per-task=2\n#SBATCH --mem=8G\n#SBATCH --time=02:00:00\n#SBATCH --output={}/%A_%a.out\n{common}# One leaderboard entry (task × controller, all seeds) per array task; its seeds run on the\n# task's CPUs. The result lands in OUT/entries/<index>.json.\n\"$VOLTARENA\" leaderboard {} --entry \"$SLURM_ARRAY_TASK_ID\" --out {} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
-        head("entry"), n - 1, logs.display(), shell_quote(&suite_abs), shell_quote(&out_abs)
+        "{}#SBATCH --array=0-{}\n#SBATCH --cpus-per-task={}\n#SBATCH --mem={}\n#SBATCH --time={}\n{site}#SBATCH --requeue\n#SBATCH --open-mode=append\n#SBATCH --output={}/%A_%a.out\n{common}# One leaderboard entry (task × controller, all seeds) per array task; its seeds run on the\n# task's CPUs. The result lands in OUT/entries/<index>.json, stamped with this submission.\n\"$VOLTARENA\" leaderboard {} --entry \"$SLURM_ARRAY_TASK_ID\" --out {} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\" --submission {submission}\n",
+        head("entry"), n - 1, sb.cpus_per_task.unwrap_or(2), sb.mem.as_deref().unwrap_or("8G"), sb.time.as_deref().unwrap_or("02:00:00"), logs.display(), shell_quote(&suite_abs), shell_quote(&out_abs)
     );
     let collect = format!(
-        "{}#SBATCH --cpus-per-task=1\n#SBATCH --mem=2G\n#SBATCH --time=00:10:00\n#SBATCH --output={}/collect_%j.out\n{common}# Merges OUT/entries/*.json into leaderboard.json/.md and index.html (same numbers as a local run).\n\"$VOLTARENA\" leaderboard {} --collect {}\n",
+        "{}#SBATCH --cpus-per-task=1\n#SBATCH --mem=2G\n#SBATCH --time=00:10:00\n{site}#SBATCH --output={}/collect_%j.out\n{common}# Merges OUT/entries/*.json of this submission into leaderboard.json/.md and index.html (same\n# numbers as a local run); a missing or stale entry is named and the step exits non-zero.\n\"$VOLTARENA\" leaderboard {} --collect {} --submission {submission}\n",
         head("collect"), logs.display(), shell_quote(&suite_abs), shell_quote(&out_abs)
     );
     let submit = format!(
@@ -76,7 +115,8 @@ pub fn emit(suite_path: &Path, suite: &Suite, dir: &Path, out: &Path) -> Result<
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o755));
     }
-    println!("{n} entries; submit with: bash {}", dir.join("submit.sh").display());
+    atomic::write(&dir.join("submission.txt"), format!("{submission}\n").as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    println!("{n} entries, submission {submission}; submit with: bash {}", dir.join("submit.sh").display());
     Ok(())
 }
 
@@ -86,7 +126,7 @@ fn shell_quote(p: &Path) -> String {
 }
 
 /// `--entry K` (an array task): entry K, all its seeds, into `out/entries/K.json`; exit 2 if it failed.
-pub fn run_entry(suite_path: &Path, suite: &Suite, suite_hash: String, k: usize, out: &Path, jobs: usize, t0: std::time::Instant) -> Result<(), CliError> {
+pub fn run_entry(suite_path: &Path, suite: &Suite, suite_hash: String, k: usize, out: &Path, jobs: usize, submission: Option<String>, t0: std::time::Instant) -> Result<(), CliError> {
     let n = suite.n_entries();
     if k >= n {
         return Err(CliError::Input(format!("--entry {k}: the suite {} has entries 0..{}", suite_path.display(), n - 1)));
@@ -94,7 +134,7 @@ pub fn run_entry(suite_path: &Path, suite: &Suite, suite_hash: String, k: usize,
     let entry = run_suite(suite, out, jobs, Some(k))?.remove(0);
     let f = out.join("entries").join(format!("{k}.json"));
     std::fs::create_dir_all(out.join("entries")).map_err(|e| CliError::Other(format!("cannot create {}: {e}", out.display())))?;
-    let ef = EntryFile { suite_hash, index: k, wall_seconds: t0.elapsed().as_secs_f64(), cpu: Some(Cpu::detect()), entry };
+    let ef = EntryFile { suite_hash, index: k, wall_seconds: t0.elapsed().as_secs_f64(), cpu: Some(Cpu::detect()), submission, entry };
     atomic::write(&f, serde_json::to_string_pretty(&ef).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
     println!("entry {k} ({} / {}): {} → {}", ef.entry.task, ef.entry.controller, ef.entry.status, f.display());
     fail_on_errors(std::slice::from_ref(&ef.entry), out)
@@ -102,7 +142,8 @@ pub fn run_entry(suite_path: &Path, suite: &Suite, suite_hash: String, k: usize,
 
 /// `--collect DIR`: merges `DIR/entries/<k>.json` of every entry into DIR/leaderboard.json, .md and
 /// index.html; wall_seconds is the sum over the array tasks. Exit 2 if any entry failed or is missing.
-pub fn collect(suite_path: &Path, suite: &Suite, suite_hash: &str, dir: &Path) -> Result<(), CliError> {
+/// With `submission`, only files of that submission are taken; others are "stale".
+pub fn collect(suite_path: &Path, suite: &Suite, suite_hash: &str, dir: &Path, submission: Option<&str>) -> Result<(), CliError> {
     let mut entries = Vec::new();
     let mut wall = 0.0;
     for k in 0..suite.n_entries() {
@@ -114,6 +155,12 @@ pub fn collect(suite_path: &Path, suite: &Suite, suite_hash: &str, dir: &Path) -
             Ok(text) => match serde_json::from_str::<EntryFile>(&text) {
                 Err(e) => missing(format!("{}: {e}", f.display())),
                 Ok(ef) if ef.suite_hash != suite_hash || ef.index != k => missing(format!("{}: written for another suite (hash {}, entry {}) than {} (hash {suite_hash}, entry {k})", f.display(), ef.suite_hash, ef.index, suite_path.display())),
+                Ok(ef) if submission.is_some() && ef.submission.as_deref() != submission => missing(format!(
+                    "{}: stale — written by submission {} not by this one ({}): array task {k} of this submission did not finish",
+                    f.display(),
+                    ef.submission.as_deref().unwrap_or("(none: run by hand)"),
+                    submission.unwrap_or_default()
+                )),
                 Ok(ef) => {
                     wall += ef.wall_seconds;
                     ef.entry

@@ -57,6 +57,28 @@ pub struct Suite {
     pub eval_episodes: usize,
     #[serde(default)]
     pub controllers: Vec<SuiteEntry>,
+    /// sbatch options for `--emit-slurm` (flags of the same names override them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmOptions>,
+}
+
+/// sbatch options of a suite's job array (`[slurm]`); unset ones keep the defaults of
+/// `--emit-slurm` (2 CPUs, 8G, 02:00:00 per array task; no account or partition line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Wall-time limit per array task, e.g. "04:00:00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Memory per array task, e.g. "16G".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<usize>,
 }
 
 fn ten() -> usize {
@@ -103,9 +125,64 @@ pub fn read_suite(path: &Path) -> Result<(Suite, String), CliError> {
     for t in &suite.tasks {
         Task::load(t).map_err(|e| CliError::Input(format!("{}: tasks: {e}", path.display())))?;
     }
-    let text = toml::to_string(&suite).unwrap_or_default();
+    let mut text = toml::to_string(&suite).unwrap_or_default();
+    // The hash covers what the suite points at, too: a changed training config, OFO config or
+    // external results file makes it another suite.
+    for f in suite.referenced_files() {
+        let body = std::fs::read(&f).map(|b| fnv(&String::from_utf8_lossy(&b))).unwrap_or_else(|_| "unreadable".into());
+        text.push_str(&format!("\n# file {} {body}", f.display()));
+    }
     let hash = fnv(&text);
     Ok((suite, hash))
+}
+
+impl Suite {
+    /// Every file the suite's entries name (training configs, OFO configs, external results, the
+    /// `config.toml` of reused run directories), as written (relative to the working directory).
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for c in &self.controllers {
+            v.extend(c.train.clone());
+            match &c.controller {
+                ControllerSpec::Ofo { ofo_config, .. } => v.push(ofo_config.clone()),
+                ControllerSpec::External { results } => v.push(results.clone()),
+                ControllerSpec::Rl { run: Some(run), .. } => v.push(run.join("config.toml")),
+                _ => {}
+            }
+            for runs in c.runs.values() {
+                v.extend(runs.iter().map(|r| r.join("config.toml")));
+            }
+        }
+        v
+    }
+
+    /// The paths the suite's entries name that do not exist relative to `dir` (where the jobs of
+    /// `--emit-slurm` will run): (entry name, path).
+    pub fn missing_paths(&self, dir: &Path) -> Vec<(String, PathBuf)> {
+        let mut v = Vec::new();
+        for c in &self.controllers {
+            let mut paths: Vec<PathBuf> = c.train.iter().cloned().collect();
+            match &c.controller {
+                ControllerSpec::Ofo { ofo_config, .. } => paths.push(ofo_config.clone()),
+                ControllerSpec::External { results } => paths.push(results.clone()),
+                ControllerSpec::Rl { run: Some(run), .. } => paths.push(run.clone()),
+                _ => {}
+            }
+            paths.extend(c.runs.values().flatten().cloned());
+            for p in paths {
+                if !dir.join(&p).exists() {
+                    v.push((c.name.clone(), p));
+                }
+            }
+        }
+        for t in &self.tasks {
+            let p = Path::new(t);
+            if voltarena_env::task::builtin_toml(t).is_none() && !dir.join(p).exists() {
+                v.push(("tasks".into(), p.to_path_buf()));
+            }
+        }
+        v
+    }
 }
 
 /// A stored suite with JSON `null`s read as absent keys (leaderboards written before the controller
