@@ -23,8 +23,9 @@ pub const DAYS: usize = 366;
 /// Rows per day.
 pub const ROWS_PER_DAY: usize = 96;
 
-/// Profile columns by name, each a full year of factors.
-#[derive(Debug, Clone)]
+/// Profile columns by name, each a full year of factors (`Profiles::default()` holds none; add
+/// files with [`Profiles::add_csv`]).
+#[derive(Debug, Clone, Default)]
 pub struct Profiles {
     names: Vec<String>,
     index: HashMap<String, usize>,

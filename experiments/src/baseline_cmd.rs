@@ -164,6 +164,9 @@ pub fn run_config(cfg: &Config, source: &str) -> Result<(BTreeMap<String, Contro
     if iterations == 0 {
         return Err(bad("scenario", "no iterations to run".into()));
     }
+    if sc.retries > 100 {
+        return Err(bad("scenario.retries", format!("expected at most 100 retransmissions per message, got {}", sc.retries)));
+    }
     if !(0.0..=1.0).contains(&sc.drop_prob) {
         return Err(bad("scenario.drop_prob", format!("expected a probability, got {}", sc.drop_prob)));
     }

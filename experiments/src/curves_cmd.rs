@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// Validation rows of one run: step → (CR, QL).
-fn read_eval_rows(csv: &Path) -> Result<BTreeMap<u64, (f64, f64)>, CliError> {
+pub(crate) fn read_eval_rows(csv: &Path) -> Result<BTreeMap<u64, (f64, f64)>, CliError> {
     let text = std::fs::read_to_string(csv).map_err(|e| CliError::Input(format!("{}: {e}", csv.display())))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
@@ -38,7 +38,7 @@ fn read_eval_rows(csv: &Path) -> Result<BTreeMap<u64, (f64, f64)>, CliError> {
             continue;
         }
         let num = |j: usize, what: &str| -> Result<f64, CliError> {
-            f.get(j).and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| CliError::Input(format!("{}: line {}: expected a number in column '{what}'", csv.display(), i + 2)))
+            f.get(j).and_then(|s| s.parse::<f64>().ok()).filter(|v| v.is_finite()).ok_or_else(|| CliError::Input(format!("{}: line {}: expected a finite number in column '{what}'", csv.display(), i + 2)))
         };
         rows.insert(num(step, "step")? as u64, (num(cr, "cr")?, num(ql, "ql")?));
     }

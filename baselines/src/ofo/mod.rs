@@ -341,6 +341,9 @@ impl StepSpec {
             (Some(_), Some(_)) => return Err(OfoError::Params("set gamma or gamma_rel, not both".into())),
         };
         let k_inner = self.k_inner.unwrap_or(10);
+        if !(1..=MAX_K_INNER).contains(&k_inner) {
+            return Err(OfoError::Params(format!("k_inner must be in 1..={MAX_K_INNER} (inner iterations per outer one), got {k_inner}")));
+        }
         let beta = match (self.beta, self.beta_rel, self.beta_gain) {
             (Some(b), None, None) => b,
             (None, Some(r), None) => r * lmin,
@@ -380,6 +383,10 @@ impl StepSpec {
         Ok(s)
     }
 }
+
+/// Largest number of inner iterations per outer one a config may ask for (the paper uses 10; a
+/// control step must stay bounded in time).
+pub const MAX_K_INNER: usize = 10_000;
 
 /// One OFO controller: per outer iteration, measured voltages and reactive limits in, setpoints
 /// out. All vectors are indexed by node ([`OfoModel`] order), q and limits in kVar.

@@ -20,6 +20,8 @@
 //! picks one of them.
 
 mod external;
+#[cfg(test)]
+mod fuzz_tests;
 mod html;
 mod report;
 mod scheduler;

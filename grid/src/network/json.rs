@@ -119,13 +119,18 @@ impl DetailedNetwork {
 
 pub(super) fn read(path: &Path) -> Result<DetailedNetwork, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    Ok(parse(&text, Some(path))?)
+}
+
+/// Parses a detailed JSON network; `path` (if any) goes into errors and the network's `source`.
+pub(super) fn parse(text: &str, path: Option<&Path>) -> Result<DetailedNetwork, NetworkError> {
     let err = |line: Option<usize>, field: &str, message: String| NetworkError {
-        file: Some(path.to_path_buf()),
+        file: path.map(Path::to_path_buf),
         line,
         field: field.to_string(),
         message,
     };
-    let raw: RawNet = serde_json::from_str(&text).map_err(|e| {
+    let raw: RawNet = serde_json::from_str(text).map_err(|e| {
         err(Some(e.line()), "json", format!("{e}; expected a detailed network (see data/README.md)"))
     })?;
     let n = raw.buses.len();
@@ -180,7 +185,7 @@ pub(super) fn read(path: &Path) -> Result<DetailedNetwork, LoadError> {
     }
     let network = Network {
         name: raw.name,
-        source: Some(path.to_path_buf()),
+        source: path.map(Path::to_path_buf),
         base_mva: raw.base_mva,
         buses,
         branches,

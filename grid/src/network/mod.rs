@@ -215,6 +215,11 @@ impl Network {
         json::read(path.as_ref())
     }
 
+    /// Parses a detailed JSON network from text (no file attached).
+    pub fn from_json_str(text: &str) -> Result<DetailedNetwork, NetworkError> {
+        json::parse(text, None)
+    }
+
     /// Parses and validates MATPOWER text (no file attached; errors carry line numbers only).
     pub fn from_matpower_str(text: &str, name: &str) -> Result<Network, NetworkError> {
         matpower::parse(text, None, name)
