@@ -4,6 +4,7 @@
 //!
 //! One file, one job:
 //!
+//! * [`adam`] — Adam in Rust on the parameters' data (the same numbers on every CPU vendor);
 //! * [`buffer`] — the preallocated replay buffer of joint transitions, uniform sampling;
 //! * [`config`] — a training run as written in `configs/*.toml` ([`config::TrainConfig`]): every
 //!   key with its unit and default, and its validation;
@@ -17,6 +18,7 @@
 //! * [`train`] — the training loop, training-time evaluation and checkpoints;
 //! * [`validate`] — range checks of config keys, naming the key that is out of range.
 
+pub mod adam;
 pub mod buffer;
 pub mod config;
 pub mod maddpg;

@@ -13,7 +13,8 @@ use crate::matd3::UpdateInfo;
 use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::nn::{self, OptimizerConfig};
+use crate::adam::Adam;
+use tch::nn;
 use tch::{Device, Kind};
 
 /// MADDPG hyperparameters.
@@ -72,8 +73,8 @@ pub struct Maddpg {
     critic: Critic,
     critic_target_vs: nn::VarStore,
     critic_target: Critic,
-    actor_opt: nn::Optimizer,
-    critic_opt: nn::Optimizer,
+    actor_opt: Adam,
+    critic_opt: Adam,
     updates: usize,
 }
 
@@ -95,8 +96,8 @@ impl Maddpg {
         let mut critic_target_vs = nn::VarStore::new(dev);
         let critic_target = Critic::new(&(critic_target_vs.root() / "q"), ci, ca, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
-        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
-        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
+        let actor_opt = Adam::new(&actor_vs, cfg.actor_lr);
+        let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
         Ok(Maddpg { cfg, actor_vs, actor, actor_target_vs, actor_target, critic_vs, critic, critic_target_vs, critic_target, actor_opt, critic_opt, updates: 0 })
     }
 

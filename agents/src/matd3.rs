@@ -14,7 +14,8 @@ use crate::buffer::Batch;
 use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::nn::{self, OptimizerConfig};
+use crate::adam::Adam;
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// MATD3 hyperparameters (defaults: TD3's, with MAPDN-sized networks).
@@ -112,8 +113,8 @@ pub struct Matd3 {
     critic_target_vs: nn::VarStore,
     q1_target: Critic,
     q2_target: Critic,
-    actor_opt: nn::Optimizer,
-    critic_opt: nn::Optimizer,
+    actor_opt: Adam,
+    critic_opt: Adam,
     updates: usize,
     /// Source of the target-smoothing noise (owned, so runs are reproducible whatever else uses
     /// libtorch's global generator).
@@ -143,8 +144,8 @@ impl Matd3 {
         let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
         let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
-        let actor_opt = nn::Adam::default().build(&actor_vs, cfg.actor_lr)?;
-        let critic_opt = nn::Adam::default().build(&critic_vs, cfg.critic_lr)?;
+        let actor_opt = Adam::new(&actor_vs, cfg.actor_lr);
+        let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
         Ok(Matd3 {
             cfg,
             actor_vs,

@@ -52,3 +52,15 @@ fn profile_reader_never_panics() {
         p.add_csv(b, std::path::Path::new("fuzz.csv")).is_ok()
     }));
 }
+
+/// What the long fuzz runs found, kept as regressions: an infinite PV size bound panicked inside
+/// the uniform draw of the sizes (docs/FUZZING.md).
+#[test]
+fn non_finite_numbers_are_refused_naming_the_key() {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tasks/rural2_96.toml")).unwrap();
+    for (from, to, key) in [("dc_kw_max = 10.0", "dc_kw_max = inf", "pv.dc_kw_max"), ("v_max = 1.05", "v_max = nan", "v_max")] {
+        assert!(text.contains(from), "{from}");
+        let e = Task::from_toml(&text.replace(from, to), "t.toml", None).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("finite"), "{e}");
+    }
+}

@@ -66,6 +66,12 @@ impl Cx<'_> {
 
 /// Step 1: the settings that need no data (time, limits, action scale, rating factor, noise).
 fn check_settings(spec: &TaskSpec, cx: Cx) -> Result<(), TaskError> {
+    // Every number of a task is finite (TOML spells inf and nan; none of the keys means "no limit").
+    if let Ok(v) = toml::Value::try_from(spec) {
+        if let Some(key) = non_finite(&v, String::new()) {
+            return Err(cx.err(&key, "expected a finite number"));
+        }
+    }
     if spec.resolution_s == 0 || 86_400 % spec.resolution_s != 0 {
         return Err(cx.err("resolution_s", format!("must divide a day (86400 s) evenly, got {}", spec.resolution_s)));
     }
@@ -452,4 +458,14 @@ fn std_dev(v: &[f64]) -> f64 {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt()
+}
+
+/// The first key (dotted path) holding an infinite or NaN number.
+fn non_finite(v: &toml::Value, at: String) -> Option<String> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(at),
+        toml::Value::Table(t) => t.iter().find_map(|(k, x)| non_finite(x, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })),
+        toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| non_finite(x, format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
