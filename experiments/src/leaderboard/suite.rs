@@ -137,51 +137,38 @@ pub fn read_suite(path: &Path) -> Result<(Suite, String), CliError> {
 }
 
 impl Suite {
-    /// Every file the suite's entries name (training configs, OFO configs, external results, the
-    /// `config.toml` of reused run directories), as written (relative to the working directory).
-    pub fn referenced_files(&self) -> Vec<PathBuf> {
+    /// Every path the suite names, as written (relative to the working directory), with who names
+    /// it: training configs, OFO configs, external results, run directories (`true`: a folder) and
+    /// task files.
+    fn named_paths(&self) -> Vec<(String, PathBuf, bool)> {
         let mut v = Vec::new();
         for c in &self.controllers {
-            v.extend(c.train.clone());
+            let mut add = |p: &PathBuf, dir: bool| v.push((c.name.clone(), p.clone(), dir));
+            c.train.iter().for_each(|p| add(p, false));
             match &c.controller {
-                ControllerSpec::Ofo { ofo_config, .. } => v.push(ofo_config.clone()),
-                ControllerSpec::External { results } => v.push(results.clone()),
-                ControllerSpec::Rl { run: Some(run), .. } => v.push(run.join("config.toml")),
+                ControllerSpec::Ofo { ofo_config, .. } => add(ofo_config, false),
+                ControllerSpec::External { results } => add(results, false),
+                ControllerSpec::Rl { run: Some(run), .. } => add(run, true),
                 _ => {}
             }
-            for runs in c.runs.values() {
-                v.extend(runs.iter().map(|r| r.join("config.toml")));
-            }
+            c.runs.values().flatten().for_each(|r| add(r, true));
+        }
+        for t in self.tasks.iter().filter(|t| voltarena_env::task::builtin_toml(t).is_none()) {
+            v.push(("tasks".into(), PathBuf::from(t), false));
         }
         v
     }
 
-    /// The paths the suite's entries name that do not exist relative to `dir` (where the jobs of
-    /// `--emit-slurm` will run): (entry name, path).
+    /// The files whose contents the suite hash covers: every file the suite names, and the
+    /// `config.toml` of each run directory.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        self.named_paths().into_iter().map(|(_, p, dir)| if dir { p.join("config.toml") } else { p }).collect()
+    }
+
+    /// The paths the suite names that do not exist relative to `dir` (where the jobs of
+    /// `--emit-slurm` will run): (who names it, path).
     pub fn missing_paths(&self, dir: &Path) -> Vec<(String, PathBuf)> {
-        let mut v = Vec::new();
-        for c in &self.controllers {
-            let mut paths: Vec<PathBuf> = c.train.iter().cloned().collect();
-            match &c.controller {
-                ControllerSpec::Ofo { ofo_config, .. } => paths.push(ofo_config.clone()),
-                ControllerSpec::External { results } => paths.push(results.clone()),
-                ControllerSpec::Rl { run: Some(run), .. } => paths.push(run.clone()),
-                _ => {}
-            }
-            paths.extend(c.runs.values().flatten().cloned());
-            for p in paths {
-                if !dir.join(&p).exists() {
-                    v.push((c.name.clone(), p));
-                }
-            }
-        }
-        for t in &self.tasks {
-            let p = Path::new(t);
-            if voltarena_env::task::builtin_toml(t).is_none() && !dir.join(p).exists() {
-                v.push(("tasks".into(), p.to_path_buf()));
-            }
-        }
-        v
+        self.named_paths().into_iter().filter(|(_, p, _)| !dir.join(p).exists()).map(|(e, p, _)| (e, p)).collect()
     }
 }
 
