@@ -135,6 +135,30 @@ impl Adam {
     }
 }
 
+impl Adam {
+    /// The exact state (step count, both moments) for resumable checkpoints.
+    pub fn write(&self, w: &mut crate::checkpoint::Writer) {
+        w.u64(self.step);
+        w.usize(self.m.len());
+        for (m, v) in self.m.iter().zip(&self.v) {
+            w.f32s(m);
+            w.f32s(v);
+        }
+    }
+
+    /// Reads [`write`](Self::write)'s output; refused if the shapes are not this optimiser's.
+    pub fn read(&mut self, r: &mut crate::checkpoint::Reader, what: &str) -> Result<(), crate::checkpoint::CheckpointError> {
+        let step = r.u64(what)?;
+        let k = r.usize(what)?;
+        let mut s = AdamState { step, m: Vec::with_capacity(k.min(1024)), v: Vec::with_capacity(k.min(1024)) };
+        for _ in 0..k {
+            s.m.push(r.f32s(what)?);
+            s.v.push(r.f32s(what)?);
+        }
+        self.set_state(s).map_err(|e| crate::checkpoint::CheckpointError::format(r.path(), format!("{what}: {e}")))
+    }
+}
+
 /// Copies a tensor's data as f32 into `out` (resized).
 fn read_f32(t: &Tensor, out: &mut Vec<f32>) {
     let c = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();

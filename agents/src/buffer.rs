@@ -4,6 +4,7 @@
 //! reward, the next observations and state, and `done` = terminated (a time-limit truncation is
 //! not terminal: the target bootstraps through it).
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
@@ -28,6 +29,8 @@ pub struct ReplayBuffer {
     cap: usize,
     len: usize,
     head: usize,
+    /// Transitions pushed since the start (transition t lives in slot t mod capacity while kept).
+    pushed: u64,
     n_agents: usize,
     obs_dim: usize,
     state_dim: usize,
@@ -55,6 +58,7 @@ impl ReplayBuffer {
             cap: capacity,
             len: 0,
             head: 0,
+            pushed: 0,
             n_agents,
             obs_dim,
             state_dim,
@@ -102,6 +106,113 @@ impl ReplayBuffer {
         self.done[i] = if done { 1.0 } else { 0.0 };
         self.head = (self.head + 1) % self.cap;
         self.len = (self.len + 1).min(self.cap);
+        self.pushed += 1;
+    }
+
+    /// Transitions pushed since the start.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// The oldest transition still kept (absolute index).
+    pub fn first_kept(&self) -> u64 {
+        self.pushed - self.len as u64
+    }
+
+    /// Transitions `a..b` (absolute, all still kept) as a replay segment: a checksummed binary file
+    /// (format in [`crate::checkpoint`]). A transition's next observation and state are written only
+    /// where they differ from the following transition's observation and state (an episode's last
+    /// step, and the segment's last transition).
+    pub fn encode_segment(&self, a: u64, b: u64) -> Vec<u8> {
+        assert!(self.first_kept() <= a && a <= b && b <= self.pushed, "segment {a}..{b} outside the kept {}..{}", self.first_kept(), self.pushed);
+        let (o, s, n) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
+        let mut w = Writer::default();
+        w.buf.extend_from_slice(crate::checkpoint::SEGMENT_MAGIC);
+        w.u32(crate::checkpoint::FORMAT_VERSION);
+        for d in [self.n_agents, self.obs_dim, self.state_dim] {
+            w.usize(d);
+        }
+        w.u64(a);
+        w.u64(b);
+        for t in a..b {
+            let i = (t % self.cap as u64) as usize;
+            let j = ((t + 1) % self.cap as u64) as usize;
+            let chained = t + 1 < b && bits_eq(&self.next_obs[i * o..(i + 1) * o], &self.obs[j * o..(j + 1) * o]) && bits_eq(&self.next_state[i * s..(i + 1) * s], &self.state[j * s..(j + 1) * s]);
+            w.bool(!chained);
+            w.f32s_raw(&self.obs[i * o..(i + 1) * o]);
+            w.f32s_raw(&self.state[i * s..(i + 1) * s]);
+            w.f32s_raw(&self.actions[i * n..(i + 1) * n]);
+            w.f32s_raw(&[self.reward[i], self.done[i]]);
+            if !chained {
+                w.f32s_raw(&self.next_obs[i * o..(i + 1) * o]);
+                w.f32s_raw(&self.next_state[i * s..(i + 1) * s]);
+            }
+        }
+        w.finish()
+    }
+
+    /// Reads a segment written by [`encode_segment`](Self::encode_segment) into the slots its
+    /// transitions had, keeping those at or after `keep_from` (absolute). Returns the segment's range.
+    pub fn decode_segment(&mut self, path: &std::path::Path, bytes: &[u8], keep_from: u64) -> Result<(u64, u64), CheckpointError> {
+        let mut r = Reader::open(path, bytes, crate::checkpoint::SEGMENT_MAGIC)?;
+        for (d, what) in [(self.n_agents, "number of agents"), (self.obs_dim, "observation width"), (self.state_dim, "state width")] {
+            let got = r.usize(what)?;
+            if got != d {
+                return Err(CheckpointError::format(path, format!("{what} {got}, this run has {d}")));
+            }
+        }
+        let (a, b) = (r.u64("first transition")?, r.u64("end transition")?);
+        if a > b {
+            return Err(CheckpointError::format(path, format!("transitions {a}..{b}")));
+        }
+        let (o, s, n) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
+        let cap = self.cap as u64;
+        let mut scratch = vec![0.0f32; o + s + n + 2];
+        let mut prev_chained: Option<usize> = None;
+        for t in a..b {
+            let explicit = r.bool("next-state flag")?;
+            r.f32s_to(&mut scratch, "transition")?;
+            let keep = t >= keep_from;
+            let i = (t % cap) as usize;
+            if let Some(p) = prev_chained.take() {
+                self.next_obs[p * o..(p + 1) * o].copy_from_slice(&scratch[..o]);
+                self.next_state[p * s..(p + 1) * s].copy_from_slice(&scratch[o..o + s]);
+            }
+            if keep {
+                self.obs[i * o..(i + 1) * o].copy_from_slice(&scratch[..o]);
+                self.state[i * s..(i + 1) * s].copy_from_slice(&scratch[o..o + s]);
+                self.actions[i * n..(i + 1) * n].copy_from_slice(&scratch[o + s..o + s + n]);
+                self.reward[i] = scratch[o + s + n];
+                self.done[i] = scratch[o + s + n + 1];
+            }
+            if explicit {
+                let mut next = vec![0.0f32; o + s];
+                r.f32s_to(&mut next, "next observation and state")?;
+                if keep {
+                    self.next_obs[i * o..(i + 1) * o].copy_from_slice(&next[..o]);
+                    self.next_state[i * s..(i + 1) * s].copy_from_slice(&next[o..]);
+                }
+            } else if t + 1 == b {
+                return Err(CheckpointError::format(path, "the last transition has no next state"));
+            } else if keep {
+                prev_chained = Some(i);
+            }
+        }
+        r.end()?;
+        Ok((a, b))
+    }
+
+    /// After the segments covering `pushed − min(pushed, capacity) .. pushed` were decoded: the
+    /// buffer's length and write position.
+    pub fn set_pushed(&mut self, pushed: u64) {
+        self.pushed = pushed;
+        self.len = pushed.min(self.cap as u64) as usize;
+        self.head = (pushed % self.cap as u64) as usize;
+    }
+
+    /// Capacity (transitions).
+    pub fn capacity(&self) -> usize {
+        self.cap
     }
 
     /// A uniform minibatch of `b` transitions (with replacement).
@@ -141,4 +252,9 @@ impl ReplayBuffer {
             done: Tensor::from_slice(&self.s_done).view([bi, 1]),
         }
     }
+}
+
+/// Bitwise equality of f32 slices (−0 ≠ +0, NaN = NaN of the same bits).
+fn bits_eq(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }

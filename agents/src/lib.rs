@@ -6,6 +6,8 @@
 //!
 //! * [`adam`] — Adam in Rust on the parameters' data (the same numbers on every CPU vendor);
 //! * [`buffer`] — the preallocated replay buffer of joint transitions, uniform sampling;
+//! * [`checkpoint`] — the resumable checkpoint format (`resume.bin`, replay segments, manifest with
+//!   SHA-256): a killed run resumes bit for bit;
 //! * [`config`] — a training run as written in `configs/*.toml` ([`config::TrainConfig`]): every
 //!   key with its unit and default, and its validation;
 //! * [`maddpg`], [`matd3`] — each algorithm, readable top to bottom, with its hyperparameters in
@@ -20,6 +22,7 @@
 
 pub mod adam;
 pub mod buffer;
+pub mod checkpoint;
 pub mod config;
 pub mod maddpg;
 pub mod matd3;

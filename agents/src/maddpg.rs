@@ -151,6 +151,22 @@ impl Maddpg {
         save_stores(dir, &[("actor.ot", &self.actor_vs), ("actor_target.ot", &self.actor_target_vs), ("critic.ot", &self.critic_vs), ("critic_target.ot", &self.critic_target_vs)])
     }
 
+    /// Optimiser moments, update count and random stream (the networks are in the `.ot` files), for
+    /// resumable checkpoints.
+    pub fn write_state(&self, w: &mut crate::checkpoint::Writer) {
+        w.usize(self.updates);
+        self.actor_opt.write(w);
+        self.critic_opt.write(w);
+    }
+
+    /// Reads [`write_state`](Self::write_state)'s output.
+    pub fn read_state(&mut self, r: &mut crate::checkpoint::Reader) -> Result<(), crate::checkpoint::CheckpointError> {
+        self.updates = r.usize("update count")?;
+        self.actor_opt.read(r, "actor optimiser")?;
+        self.critic_opt.read(r, "critic optimiser")?;
+        Ok(())
+    }
+
     /// Loads the four networks from `dir` (optimiser moments restart from zero).
     pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
         load_stores(dir, &mut [

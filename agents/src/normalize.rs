@@ -151,3 +151,74 @@ impl Normalizer {
         std::fs::write(dir.join("normalizer.json"), t).map_err(|e| e.to_string())
     }
 }
+
+impl RunningNorm {
+    fn write(&self, w: &mut crate::checkpoint::Writer) {
+        w.f64(self.count);
+        w.f64s(&self.mean);
+        w.f64s(&self.m2);
+    }
+    fn read(r: &mut crate::checkpoint::Reader, what: &str) -> Result<RunningNorm, crate::checkpoint::CheckpointError> {
+        Ok(RunningNorm { count: r.f64(what)?, mean: r.f64s(what)?, m2: r.f64s(what)? })
+    }
+}
+
+impl Normalizer {
+    /// The exact statistics (float bits), for resumable checkpoints.
+    pub fn write(&self, w: &mut crate::checkpoint::Writer) {
+        for n in [&self.obs, &self.state] {
+            w.bool(n.is_some());
+            if let Some(n) = n {
+                n.write(w);
+            }
+        }
+        w.bool(self.reward.is_some());
+        if let Some(s) = &self.reward {
+            w.f64(s.gamma);
+            w.f64(s.ret);
+            s.stats.write(w);
+        }
+    }
+
+    /// Reads [`write`](Self::write)'s output; it must have this normaliser's shape.
+    pub fn read(&mut self, r: &mut crate::checkpoint::Reader) -> Result<(), crate::checkpoint::CheckpointError> {
+        let bad = |r: &crate::checkpoint::Reader, m: String| crate::checkpoint::CheckpointError::format(r.path(), m);
+        let read_norm = |r: &mut crate::checkpoint::Reader, cur: &Option<RunningNorm>, what: &str| -> Result<Option<RunningNorm>, crate::checkpoint::CheckpointError> {
+            let on = r.bool(what)?;
+            if on != cur.is_some() {
+                return Err(bad(r, format!("{what} normalisation is {}, the config says {}", on_off(on), on_off(cur.is_some()))));
+            }
+            if !on {
+                return Ok(None);
+            }
+            let n = RunningNorm::read(r, what)?;
+            let d = cur.as_ref().map(|c| c.mean.len()).unwrap_or(0);
+            if n.mean.len() != d || n.m2.len() != d {
+                return Err(bad(r, format!("{what} normaliser of width {}, expected {d}", n.mean.len())));
+            }
+            Ok(Some(n))
+        };
+        let obs = read_norm(r, &self.obs, "observation")?;
+        let state = read_norm(r, &self.state, "state")?;
+        let on = r.bool("reward")?;
+        if on != self.reward.is_some() {
+            return Err(bad(r, format!("reward normalisation is {}, the config says {}", on_off(on), on_off(self.reward.is_some()))));
+        }
+        let reward = if on {
+            let (gamma, ret) = (r.f64("reward gamma")?, r.f64("reward return")?);
+            let stats = RunningNorm::read(r, "reward")?;
+            if stats.mean.len() != 1 || stats.m2.len() != 1 {
+                return Err(bad(r, "reward normaliser must have width 1".into()));
+            }
+            Some(RewardScale { gamma, ret, stats })
+        } else {
+            None
+        };
+        *self = Normalizer { obs, state, reward };
+        Ok(())
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}

@@ -68,6 +68,21 @@ pub fn existing_checkpoint(dir: &Path) -> Option<PathBuf> {
     old.join("progress.json").exists().then_some(old)
 }
 
+/// The checkpoint a resumed run starts from: `RUN_DIR/checkpoint/`; when a swap was interrupted
+/// (no `checkpoint/`), the complete replacement `checkpoint.tmp/` (its manifest matches its files)
+/// or else the previous `checkpoint.old/`. `None`: the run was stopped before its first checkpoint.
+pub fn resume_checkpoint(run: &Path) -> Option<PathBuf> {
+    let dir = run.join("checkpoint");
+    if dir.join("progress.json").exists() {
+        return Some(dir);
+    }
+    let tmp = run.join("checkpoint.tmp");
+    if matches!(crate::checkpoint::verify_manifest(&tmp), Ok(true)) && tmp.join("progress.json").exists() {
+        return Some(tmp);
+    }
+    existing_checkpoint(&dir)
+}
+
 impl RunDir {
     /// Reads and validates `path/config.toml`.
     pub fn open(path: &Path) -> Result<RunDir, RunError> {
@@ -101,7 +116,10 @@ impl RunDir {
             Checkpoint::Best => existing_checkpoint(&self.path.join("best")).or(last),
             Checkpoint::Last => last,
         };
-        found.ok_or_else(|| RunError::Checkpoint { path: self.path.clone(), message: format!("no {} checkpoint (checkpoint/progress.json missing)", if which == Checkpoint::Best { "best or last" } else { "last" }) })
+        let dir = found.ok_or_else(|| RunError::Checkpoint { path: self.path.clone(), message: format!("no {} checkpoint (checkpoint/progress.json missing)", if which == Checkpoint::Best { "best or last" } else { "last" }) })?;
+        // A checkpoint whose files do not match its manifest (truncated, corrupted) is refused.
+        crate::checkpoint::verify_manifest(&dir).map_err(|e| RunError::Checkpoint { path: dir.clone(), message: e.to_string() })?;
+        Ok(dir)
     }
 
     /// Deploys the actor of `which` on `task`, behind the run's own dead zone and safety layer or

@@ -6,6 +6,7 @@
 
 pub use crate::config::{Algorithm, TrainConfig};
 use crate::buffer::ReplayBuffer;
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::validate::ConfigError;
 use crate::normalize::Normalizer;
 use crate::maddpg::Maddpg;
@@ -98,6 +99,19 @@ impl Learner {
             Learner::Maddpg(l) => l.load(dir, updates),
         }
     }
+    /// Optimiser moments, update count and random streams (the networks are in the `.ot` files).
+    pub fn write_state(&self, w: &mut Writer) {
+        match self {
+            Learner::Matd3(l) => l.write_state(w),
+            Learner::Maddpg(l) => l.write_state(w),
+        }
+    }
+    pub fn read_state(&mut self, r: &mut Reader) -> Result<(), CheckpointError> {
+        match self {
+            Learner::Matd3(l) => l.read_state(r),
+            Learner::Maddpg(l) => l.read_state(r),
+        }
+    }
 }
 
 /// Training progress that a checkpoint stores next to the networks.
@@ -160,6 +174,10 @@ pub struct Trainer {
     pub norm: Normalizer,
     /// Recurrent actor state while acting (dim 0 for the feed-forward actor).
     hidden: crate::nets::Hidden,
+    /// The training episode in progress.
+    ep: EpisodeState,
+    /// The replay segments the buffer still needs (resumable checkpoints).
+    segments: std::cell::RefCell<Segments>,
     aug: Vec<f32>,
     next_aug: Vec<f32>,
     // scratch
@@ -168,6 +186,42 @@ pub struct Trainer {
     state: Vec<f32>,
     actions: Vec<f64>,
     actions_f32: Vec<f32>,
+}
+
+/// Where the training loop stands in its episode: what a resumable checkpoint needs to put the
+/// environment back (it is re-stepped with the applied actions from the episode's reset).
+#[derive(Debug, Clone, Default)]
+struct EpisodeState {
+    /// An episode was reset and has not been logged yet.
+    active: bool,
+    /// Its last step was taken (terminated, truncated or the budget reached); it is logged next.
+    pending_end: bool,
+    /// Return so far.
+    ret: f64,
+    /// The actions the grid got at each step so far (steps × agents).
+    applied: Vec<f64>,
+}
+
+/// One replay segment file of `RUN_DIR/replay/`: transitions `a..b` and its SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+struct SegmentRef {
+    a: u64,
+    b: u64,
+    sha256: String,
+}
+
+impl SegmentRef {
+    fn file_name(&self) -> String {
+        format!("{:012}-{:012}.bin", self.a, self.b)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Segments {
+    /// Segments the latest checkpoint lists.
+    list: Vec<SegmentRef>,
+    /// File names the checkpoint before it listed (kept until a newer checkpoint is committed).
+    previous: Vec<String>,
 }
 
 /// Seed of training episode `e` (every episode a different, reproducible start).
@@ -210,6 +264,8 @@ impl Trainer {
             policy_actions: vec![0.0; n],
             buffer: ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd),
             hidden: crate::nets::Hidden::new(n, hd),
+            ep: EpisodeState { applied: Vec::with_capacity((task.spec.episode_steps + 1) * n), ..Default::default() },
+            segments: Default::default(),
             aug: Vec::new(),
             next_aug: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE8_9107_A710),
@@ -227,23 +283,124 @@ impl Trainer {
         })
     }
 
-    /// Restores networks and progress from a checkpoint folder (the replay buffer and the
-    /// optimiser moments start afresh: a resumed run continues learning, it does not replay the
-    /// uninterrupted run bit for bit).
-    pub fn resume(&mut self, dir: &Path) -> Result<(), TrainError> {
+    /// Restores a run from a checkpoint folder written by [`save_resumable`](Self::save_resumable)
+    /// (`replay_dir` holds its replay segments): the next step is the one the uninterrupted run took,
+    /// bit for bit. Returns the logger's state stored with it. A folder without a manifest (written
+    /// before checkpoints were resumable) restores networks and progress only (`Ok(None)`): the
+    /// optimiser moments and the replay buffer start afresh, and the run continues without
+    /// reproducing the uninterrupted one.
+    pub fn resume(&mut self, dir: &Path, replay_dir: &Path) -> Result<Option<Vec<u8>>, TrainError> {
         let bad = |message: String| TrainError::Checkpoint { path: dir.to_path_buf(), message };
+        let resumable = crate::checkpoint::verify_manifest(dir).map_err(|e| bad(e.to_string()))? && dir.join("resume.bin").exists();
         let text = std::fs::read_to_string(dir.join("progress.json")).map_err(|e| bad(format!("progress.json: {e}")))?;
         let p: Progress = serde_json::from_str(&text).map_err(|e| bad(format!("progress.json: {e}")))?;
         self.learner.load(dir, p.updates).map_err(|e| bad(e.to_string()))?;
-        if !self.norm.is_identity() {
-            self.norm = Normalizer::load(dir).map_err(bad)?;
+        if !resumable {
+            if !self.norm.is_identity() {
+                self.norm = Normalizer::load(dir).map_err(bad)?;
+            }
+            self.progress = p;
+            self.rng = ChaCha8Rng::seed_from_u64((self.cfg.seed ^ 0xE8_9107_A710).wrapping_add(p.step as u64));
+            return Ok(None);
         }
-        self.progress = p;
-        // Re-derive the random streams from the seed and the position, so that a resumed run is
-        // itself reproducible.
-        self.rng = ChaCha8Rng::seed_from_u64((self.cfg.seed ^ 0xE8_9107_A710).wrapping_add(p.step as u64));
-        tch::manual_seed(self.cfg.seed as i64 + p.step as i64);
-        Ok(())
+        let path = dir.join("resume.bin");
+        let bytes = std::fs::read(&path).map_err(|e| bad(format!("resume.bin: {e}")))?;
+        let logger = self.read_resume(&path, &bytes, replay_dir).map_err(|e| bad_ck(dir, e))?;
+        if self.progress != p {
+            return Err(bad(format!("progress.json says {p:?}, resume.bin {:?}", self.progress)));
+        }
+        // Put the environment back where the episode stood: the same reset, the same actions.
+        if self.ep.active {
+            let opts = ResetOptions { split: Split::Train, ..Default::default() };
+            self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
+            let n = self.env.n_agents();
+            for row in self.ep.applied.chunks_exact(n) {
+                self.env.step(row)?;
+            }
+        }
+        Ok(Some(logger))
+    }
+
+    fn read_resume(&mut self, path: &Path, bytes: &[u8], replay_dir: &Path) -> Result<Vec<u8>, CheckpointError> {
+        let mut r = Reader::open(path, bytes, crate::checkpoint::MAGIC)?;
+        let fmt = |m: String| CheckpointError::format(path, m);
+        let (n, od, sd) = (self.env.n_agents(), self.env.obs_dim(), self.env.state_dim());
+        for (d, what) in [(n, "number of agents"), (od, "observation width"), (sd, "state width"), (self.hidden.dim, "recurrent state width")] {
+            let got = r.usize(what)?;
+            if got != d {
+                return Err(fmt(format!("{what} {got}, this run's config gives {d}")));
+            }
+        }
+        self.progress = Progress { step: r.usize("step")?, episode: r.usize("episode")?, updates: r.usize("updates")? };
+        self.rng = r.chacha("training random stream")?;
+        self.learner.read_state(&mut r)?;
+        if self.learner.updates() != self.progress.updates {
+            return Err(fmt(format!("{} learner updates, progress says {}", self.learner.updates(), self.progress.updates)));
+        }
+        self.norm.read(&mut r)?;
+        self.safety_interventions = r.usize("safety interventions")?;
+        self.safety_infeasible = r.usize("safety infeasible steps")?;
+        let groups = r.usize("safety warm-start groups")?;
+        let mut warm = Vec::new();
+        for _ in 0..groups.min(1 << 20) {
+            let k = r.usize("safety warm-start rows")?;
+            let mut g = Vec::new();
+            for _ in 0..k.min(1 << 20) {
+                g.push((r.usize("warm-start bus")?, r.bool("warm-start side")?));
+            }
+            warm.push(g);
+        }
+        self.pipeline.safety_mut().set_warm_start(warm).map_err(fmt)?;
+        // The episode in progress.
+        self.ep.active = r.bool("episode active")?;
+        self.ep.pending_end = r.bool("episode ending")?;
+        self.ep.ret = r.f64("episode return")?;
+        let applied = r.f64s("applied actions")?;
+        if applied.len() % n != 0 || applied.len() / n > self.task.spec.episode_steps + 1 {
+            return Err(fmt(format!("{} applied actions is not a number of steps of {n} agents", applied.len())));
+        }
+        self.ep.applied.clear();
+        self.ep.applied.extend_from_slice(&applied);
+        let h = r.f32s("recurrent state")?;
+        if h.len() != self.hidden.h.len() {
+            return Err(fmt(format!("recurrent state of {} values, expected {}", h.len(), self.hidden.h.len())));
+        }
+        self.hidden.h.copy_from_slice(&h);
+        // The replay buffer, from the segments it lists.
+        let pushed = r.u64("transitions pushed")?;
+        let k = r.usize("replay segments")?;
+        let mut list = Vec::new();
+        for _ in 0..k.min(1 << 20) {
+            list.push(SegmentRef { a: r.u64("segment start")?, b: r.u64("segment end")?, sha256: r.str("segment checksum")? });
+        }
+        let logger = r.bytes("logger state")?.to_vec();
+        r.end()?;
+        let keep_from = pushed.saturating_sub(self.buffer.capacity() as u64);
+        let mut covered = keep_from;
+        for seg in &list {
+            if seg.a > covered || seg.b <= seg.a {
+                return Err(fmt(format!("replay segments do not cover transitions {covered}..{pushed} (next segment {}..{})", seg.a, seg.b)));
+            }
+            let p = replay_dir.join(seg.file_name());
+            let b = std::fs::read(&p).map_err(|e| CheckpointError::Io { path: p.clone(), source: e })?;
+            if crate::checkpoint::sha256_hex(&b) != seg.sha256 {
+                return Err(CheckpointError::format(&p, "SHA-256 differs from the checkpoint's (corrupted or from another run)"));
+            }
+            let range = self.buffer.decode_segment(&p, &b, keep_from)?;
+            if range != (seg.a, seg.b) {
+                return Err(CheckpointError::format(&p, format!("holds transitions {}..{}, the checkpoint expects {}..{}", range.0, range.1, seg.a, seg.b)));
+            }
+            covered = covered.max(seg.b);
+        }
+        if covered != pushed {
+            return Err(fmt(format!("replay segments end at transition {covered}, the buffer had {pushed}")));
+        }
+        self.buffer.set_pushed(pushed);
+        // Segments a killed run wrote after this checkpoint are not this run's future: remove them.
+        let names: Vec<String> = list.iter().map(SegmentRef::file_name).collect();
+        remove_other_segments(replay_dir, &names);
+        *self.segments.borrow_mut() = Segments { previous: names, list };
+        Ok(logger)
     }
 
     /// The replay buffer (read-only: for tests and diagnostics).
@@ -251,8 +408,8 @@ impl Trainer {
         &self.buffer
     }
 
-    /// Writes networks and progress into `dir` (the caller makes the swap atomic).
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
+    /// Networks, `normalizer.json` and `progress.json`: what evaluation reads.
+    fn save_networks(&self, dir: &Path) -> Result<(), String> {
         self.learner.save(dir).map_err(|e| e.to_string())?;
         if !self.norm.is_identity() {
             self.norm.save(dir)?;
@@ -261,22 +418,102 @@ impl Trainer {
         std::fs::write(dir.join("progress.json"), p).map_err(|e| e.to_string())
     }
 
+    /// Writes the policy (networks, normaliser, progress and the manifest) into `dir`, for
+    /// evaluation (the caller makes the swap atomic).
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.save_networks(dir)?;
+        crate::checkpoint::write_manifest(dir).map_err(|e| e.to_string())
+    }
+
+    /// Writes a resumable checkpoint into `dir` (the caller makes the swap atomic): what
+    /// [`save`](Self::save) writes, plus `resume.bin` with `logger` (the logger's own state), and
+    /// the replay transitions since the previous checkpoint as a new segment in `replay_dir`.
+    /// Segments no checkpoint needs any more are removed one checkpoint later (the folder being
+    /// replaced may still list them).
+    pub fn save_resumable(&self, dir: &Path, replay_dir: &Path, logger: &[u8]) -> Result<(), String> {
+        self.save_networks(dir)?;
+        let mut segs = self.segments.borrow_mut();
+        let first = self.buffer.first_kept();
+        let a = segs.list.last().map(|s| s.b).unwrap_or(0).max(first);
+        let b = self.buffer.pushed();
+        if b > a {
+            std::fs::create_dir_all(replay_dir).map_err(|e| format!("{}: {e}", replay_dir.display()))?;
+            let bytes = self.buffer.encode_segment(a, b);
+            let seg = SegmentRef { a, b, sha256: crate::checkpoint::sha256_hex(&bytes) };
+            let p = replay_dir.join(seg.file_name());
+            write_atomic(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            segs.list.push(seg);
+        }
+        segs.list.retain(|s| s.b > first);
+        let mut w = Writer::default();
+        w.buf.extend_from_slice(crate::checkpoint::MAGIC);
+        w.u32(crate::checkpoint::FORMAT_VERSION);
+        for d in [self.env.n_agents(), self.env.obs_dim(), self.env.state_dim(), self.hidden.dim] {
+            w.usize(d);
+        }
+        for v in [self.progress.step, self.progress.episode, self.progress.updates] {
+            w.usize(v);
+        }
+        w.chacha(&self.rng);
+        self.learner.write_state(&mut w);
+        self.norm.write(&mut w);
+        w.usize(self.safety_interventions);
+        w.usize(self.safety_infeasible);
+        let warm = self.pipeline.safety().warm_start();
+        w.usize(warm.len());
+        for g in warm {
+            w.usize(g.len());
+            for &(bus, upper) in g {
+                w.usize(bus);
+                w.bool(upper);
+            }
+        }
+        w.bool(self.ep.active);
+        w.bool(self.ep.pending_end);
+        w.f64(self.ep.ret);
+        w.f64s(&self.ep.applied);
+        w.f32s(&self.hidden.h);
+        w.u64(b);
+        w.usize(segs.list.len());
+        for s in &segs.list {
+            w.u64(s.a);
+            w.u64(s.b);
+            w.str(&s.sha256);
+        }
+        w.bytes(logger);
+        std::fs::write(dir.join("resume.bin"), w.finish()).map_err(|e| format!("{}: {e}", dir.join("resume.bin").display()))?;
+        crate::checkpoint::write_manifest(dir).map_err(|e| e.to_string())?;
+        let names: Vec<String> = segs.list.iter().map(SegmentRef::file_name).collect();
+        let keep: Vec<String> = names.iter().chain(&segs.previous).cloned().collect();
+        remove_other_segments(replay_dir, &keep);
+        segs.previous = names;
+        Ok(())
+    }
+
     fn sigma(&self, step: usize) -> f64 {
         let c = &self.cfg;
         let f = (step as f64 / c.explore_decay_steps.max(1) as f64).min(1.0);
         c.explore_sigma_start + f * (c.explore_sigma_end - c.explore_sigma_start)
     }
 
-    /// Runs until `total_steps`.
+    /// Runs until `total_steps` (from where [`resume`](Self::resume) put it, or from the start).
     pub fn run(&mut self, log: &mut dyn Logger) -> Result<(), TrainError> {
         let n = self.env.n_agents();
         let normal = Normal::new(0.0, 1.0).expect("unit normal");
         let train_opts = ResetOptions { split: Split::Train, ..Default::default() };
-        while self.progress.step < self.cfg.total_steps {
-            self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
-            let mut ret = 0.0;
-            self.hidden.reset();
-            loop {
+        loop {
+            if !self.ep.active {
+                if self.progress.step >= self.cfg.total_steps {
+                    break;
+                }
+                self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
+                self.ep.active = true;
+                self.ep.pending_end = false;
+                self.ep.ret = 0.0;
+                self.ep.applied.clear();
+                self.hidden.reset();
+            }
+            while !self.ep.pending_end {
                 self.obs.copy_from_slice(self.env.observations());
                 self.state.copy_from_slice(self.env.state());
                 self.norm.observe(&self.obs, &self.state);
@@ -308,7 +545,8 @@ impl Trainer {
                 self.safety_interventions += info.intervened as usize;
                 self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
-                ret += s.reward;
+                self.ep.ret += s.reward;
+                self.ep.applied.extend_from_slice(&self.actions);
                 self.norm.observe_reward(s.reward, s.terminated || s.truncated);
                 // The buffer keeps actor actions: the actor's own, or (filtered) one that the dead
                 // zone maps to the action the layer applied.
@@ -335,6 +573,7 @@ impl Trainer {
                         log.update(step, &info);
                     }
                 }
+                self.ep.pending_end = s.terminated || s.truncated || step >= self.cfg.total_steps;
                 if self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0 {
                     let (r, m) = self.evaluate(Split::Val, self.cfg.eval_episodes, 10_000)?;
                     log.eval(step, r, &m);
@@ -342,13 +581,12 @@ impl Trainer {
                 if self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0 {
                     log.checkpoint(self).map_err(TrainError::Log)?;
                 }
-                if s.terminated || s.truncated || step >= self.cfg.total_steps {
-                    break;
-                }
             }
             let summary = self.env.episode_metrics().summary(&self.task.bus_id);
-            log.train_episode(self.progress.step, self.progress.episode, ret, &summary);
+            log.train_episode(self.progress.step, self.progress.episode, self.ep.ret, &summary);
             self.progress.episode += 1;
+            self.ep.active = false;
+            self.ep.pending_end = false;
         }
         log.checkpoint(self).map_err(TrainError::Log)?;
         Ok(())
@@ -418,6 +656,31 @@ pub fn evaluate(task: &Arc<Task>, deployed: &mut Deployed, split: Split, episode
     let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed_base + i).collect();
     let e = voltarena_env::deploy::evaluate(&mut env, deployed, split, &seeds, &mut |_, _, _| {})?;
     Ok((e.mean_return, e.metrics))
+}
+
+/// Writes a file atomically (temporary sibling, then rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Removes the replay segment files of `dir` that `keep` does not name.
+fn remove_other_segments(dir: &Path, keep: &[String]) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if (name.ends_with(".bin") || name.ends_with(".tmp")) && !keep.contains(&name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn bad_ck(dir: &Path, e: CheckpointError) -> TrainError {
+    match e {
+        CheckpointError::Io { path, source } => TrainError::Checkpoint { path, message: source.to_string() },
+        CheckpointError::Format { path, message } => TrainError::Checkpoint { path: if path.as_os_str().is_empty() { dir.to_path_buf() } else { path }, message },
+    }
 }
 
 /// libtorch's random generator is process-global: network initialisation (seed, then build) takes

@@ -271,11 +271,16 @@ fn a_normalised_run_checkpoints_its_statistics_and_deploys_with_them() {
     std::fs::remove_file(dir.join("normalizer.json")).unwrap();
     let err = voltarena_agents::policy::RlPolicy::load(&cfg, &dir, task.n_agents(), task.obs_dim(), task.state_dim()).err().unwrap().to_string();
     assert!(err.contains("normalizer.json"), "{err}");
-    // A resumed trainer restores them.
-    t.save(&dir).unwrap();
+    // A resumed trainer restores them (exactly, from the resumable checkpoint), and its replay
+    // buffer.
+    let replay = dir.join("replay");
+    t.save_resumable(&dir, &replay, b"logger").unwrap();
     let mut r = Trainer::new(cfg).unwrap();
-    r.resume(&dir).unwrap();
+    assert_eq!(r.resume(&dir, &replay).unwrap().as_deref(), Some(&b"logger"[..]));
     assert_eq!(r.norm.obs.as_ref().unwrap(), &stats);
+    assert_eq!(r.norm, t.norm);
+    assert_eq!((r.buffer().len(), r.buffer().pushed()), (t.buffer().len(), t.buffer().pushed()));
+    assert_eq!(r.buffer().actions(), t.buffer().actions());
 }
 
 #[test]

@@ -144,6 +144,15 @@ impl ActionPipeline {
         info
     }
 
+    /// The safety layer (its warm start, for resumable checkpoints).
+    pub fn safety(&self) -> &SafetyLayer {
+        &self.safety
+    }
+
+    pub fn safety_mut(&mut self) -> &mut SafetyLayer {
+        &mut self.safety
+    }
+
     /// The last proposal (raw actions after the dead zone, before the safety layer).
     pub fn proposal(&self) -> &[f64] {
         &self.proposal

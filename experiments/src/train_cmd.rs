@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tensorboard_rs::summary_writer::SummaryWriter;
 use voltarena_agents::matd3::UpdateInfo;
-use voltarena_agents::run::{existing_checkpoint as existing, Overrides, RunDir};
+use voltarena_agents::run::{resume_checkpoint, Overrides, RunDir};
 use voltarena_agents::train::{evaluate, Logger, TrainConfig, Trainer};
 use voltarena_env::deploy::Checkpoint;
 use voltarena_env::{MetricsSummary, Split, Task};
@@ -90,6 +90,8 @@ pub fn atomic_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<(), String>) ->
 struct RunLogger {
     dir: PathBuf,
     csv: std::fs::File,
+    /// Bytes of metrics.csv written (what a resumed run truncates it back to).
+    csv_len: u64,
     tb: SummaryWriter,
     bar: ProgressBar,
     best: Option<(f64, f64)>,
@@ -112,6 +114,51 @@ impl RunLogger {
             u.actor_loss.map(|a| format!("{a:.6}")).unwrap_or_default()
         );
         let _ = self.csv.flush();
+        self.csv_len = self.csv.metadata().map(|m| m.len()).unwrap_or(self.csv_len);
+    }
+
+    /// What this logger needs to go on exactly where a checkpoint left off (float bits).
+    fn state(&self) -> Vec<u8> {
+        let mut w = voltarena_agents::checkpoint::Writer::default();
+        w.u64(self.csv_len);
+        for pair in [self.best, self.last_eval] {
+            w.bool(pair.is_some());
+            let (a, b) = pair.unwrap_or_default();
+            w.f64(a);
+            w.f64(b);
+        }
+        let u = self.last_update;
+        w.f64(u.critic_loss);
+        w.bool(u.actor_loss.is_some());
+        w.f64(u.actor_loss.unwrap_or_default());
+        w.f64(u.q_mean);
+        w.buf
+    }
+
+    fn restore(&mut self, blob: &[u8], ckpt: &Path) -> Result<(), String> {
+        let e = |e: voltarena_agents::checkpoint::CheckpointError| e.to_string();
+        let path = ckpt.join("resume.bin");
+        let mut r = voltarena_agents::checkpoint::Reader::nested(&path, blob);
+        self.csv_len = r.u64("metrics.csv length").map_err(e)?;
+        let mut pairs = [None, None];
+        for p in pairs.iter_mut() {
+            let on = r.bool("logger value").map_err(e)?;
+            let (a, b) = (r.f64("logger value").map_err(e)?, r.f64("logger value").map_err(e)?);
+            *p = on.then_some((a, b));
+        }
+        (self.best, self.last_eval) = (pairs[0], pairs[1]);
+        let critic_loss = r.f64("critic loss").map_err(e)?;
+        let has_actor = r.bool("actor loss").map_err(e)?;
+        let actor_loss = r.f64("actor loss").map_err(e)?;
+        self.last_update = UpdateInfo { critic_loss, actor_loss: has_actor.then_some(actor_loss), q_mean: r.f64("q mean").map_err(e)? };
+        r.end().map_err(e)?;
+        // Rows written after the checkpoint are written again by the resumed run.
+        let len = self.csv.metadata().map_err(|e| e.to_string())?.len();
+        if len < self.csv_len {
+            return Err(format!("{}: {len} bytes, shorter than the {} its checkpoint recorded", self.dir.join("metrics.csv").display(), self.csv_len));
+        }
+        self.csv.set_len(self.csv_len).map_err(|e| format!("{}: {e}", self.dir.join("metrics.csv").display()))?;
+        Ok(())
     }
 }
 
@@ -154,8 +201,8 @@ impl Logger for RunLogger {
         let step = trainer.progress.step.max(1);
         self.tb.add_scalar("safety/intervention_rate", trainer.safety_interventions as f32 / step as f32, step);
         self.tb.add_scalar("safety/infeasible", trainer.safety_infeasible as f32, step);
-        atomic_dir(&self.dir.join("checkpoint"), |d| trainer.save(d))?;
-        // Keep the best policy on the validation days: highest CR, then lowest QL.
+        // The best policy first, the resumable checkpoint last: the checkpoint is the commit point,
+        // and a run killed between the two redoes the stretch and rewrites the same best policy.
         if let Some((cr, ql)) = self.last_eval {
             let better = match self.best {
                 None => true,
@@ -167,6 +214,9 @@ impl Logger for RunLogger {
                 let _ = atomic::write(&self.dir.join("best.json"), format!("{{\"step\": {}, \"val_cr\": {cr}, \"val_ql\": {ql}}}", trainer.progress.step).as_bytes());
             }
         }
+        let state = self.state();
+        let replay = self.dir.join("replay");
+        atomic_dir(&self.dir.join("checkpoint"), |d| trainer.save_resumable(d, &replay, &state))?;
         Ok(())
     }
 }
@@ -182,9 +232,12 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             let path = run.join("config.toml");
             let doc = crate::config::read_toml(&path, &args.sets)?;
             let cfg = load_config(doc, &path.display().to_string())?;
-            let ckpt = existing(&run.join("checkpoint"))
-                .ok_or_else(|| CliError::Input(format!("{}: no checkpoint to resume from (checkpoint/progress.json missing)", run.display())))?;
-            (cfg, run.clone(), Some(ckpt))
+            // Stopped before its first checkpoint: the run starts over in its own directory.
+            let ckpt = resume_checkpoint(run);
+            if ckpt.is_none() {
+                eprintln!("{}: no checkpoint yet, training starts over in this run directory", run.display());
+            }
+            (cfg, run.clone(), ckpt)
         }
         None => {
             let path = args.config.clone().ok_or_else(|| CliError::Input("train needs CONFIG.toml or --resume RUN_DIR".into()))?;
@@ -216,11 +269,19 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         Some(t) => t,
         None => Trainer::new(cfg.clone()).map_err(|e| CliError::Input(format!("{}: {e}", dir.join("config.toml").display())))?,
     };
+    let mut logger_state = None;
     if let Some(ckpt) = &resume_from {
-        trainer.resume(ckpt).map_err(|e| CliError::Input(e.to_string()))?;
-    } else {
+        logger_state = trainer.resume(ckpt, &dir.join("replay")).map_err(|e| CliError::Input(e.to_string()))?;
+        eprintln!("resuming {} at step {} of {}", dir.display(), trainer.progress.step, cfg.total_steps);
+        if logger_state.is_none() {
+            eprintln!("{}: written before checkpoints were resumable: networks and progress restored, optimiser state and replay buffer start afresh (the numbers will differ from an uninterrupted run)", ckpt.display());
+        }
+    }
+    if args.resume.is_none() {
         let toml_text = toml::to_string(&cfg).map_err(|e| CliError::Other(e.to_string()))?;
         atomic::write(&dir.join("config.toml"), toml_text.as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
+    }
+    if resume_from.is_none() || !dir.join("run.json").exists() {
         let machine = Machine::detect();
         let prov = Provenance {
             seed: cfg.seed,
@@ -238,11 +299,16 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         atomic::write(&dir.join("run.json"), serde_json::to_string_pretty(&prov).unwrap_or_default().as_bytes()).map_err(|e| CliError::Other(e.to_string()))?;
     }
     let csv_path = dir.join("metrics.csv");
-    let new_csv = !csv_path.exists();
+    // A fresh start (also one in the directory of a run stopped before its first checkpoint) writes
+    // metrics.csv from its header; a resumed run truncates it to what its checkpoint had written.
+    let fresh = resume_from.is_none();
     let mut csv = OpenOptions::new().create(true).append(true).open(&csv_path).map_err(|e| CliError::Other(format!("{}: {e}", csv_path.display())))?;
-    if new_csv {
+    if fresh || csv.metadata().map(|m| m.len() == 0).unwrap_or(true) {
+        csv.set_len(0).map_err(|e| CliError::Other(format!("{}: {e}", csv_path.display())))?;
         let _ = writeln!(csv, "kind,step,episode,return,cr,ql,avv_max,violation_rate,loss_kwh,critic_loss,actor_loss");
+        let _ = csv.flush();
     }
+    let csv_len = csv.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(cfg.total_steps as u64);
     bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps (ETA {eta}) {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_position(trainer.progress.step as u64);
@@ -250,11 +316,15 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         tb: SummaryWriter::new(dir.join("tb")),
         dir: dir.clone(),
         csv,
+        csv_len,
         bar,
         best: None,
         last_update: UpdateInfo::default(),
         last_eval: None,
     };
+    if let (Some(blob), Some(ckpt)) = (&logger_state, &resume_from) {
+        log.restore(blob, ckpt).map_err(CliError::Input)?;
+    }
     let t0 = std::time::Instant::now();
     trainer.run(&mut log).map_err(|e| CliError::Other(e.to_string()))?;
     log.tb.flush();

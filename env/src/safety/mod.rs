@@ -209,6 +209,27 @@ impl SafetyLayer {
         Ok(SafetyLayer { cfg, groups, sens, ldf, pv_bus, sens_scale: 1.0 / (v0 * net.base_mva), n_agents: na, qp_settings: QpSettings::default(), ws, interventions: 0, infeasible: 0, calls: 0, correction_sum: 0.0, fallbacks: 0 })
     }
 
+    /// The warm start the next filtering begins from: per group, the (bus, upper?) rows that were
+    /// binding at the previous step. It carries over from step to step (and episode to episode), so
+    /// a resumable training checkpoint stores it.
+    pub fn warm_start(&self) -> &[Vec<(usize, bool)>] {
+        &self.ws.warm
+    }
+
+    /// Restores a warm start from [`warm_start`](Self::warm_start); refused if it has another number
+    /// of groups or names a bus outside the network.
+    pub fn set_warm_start(&mut self, warm: Vec<Vec<(usize, bool)>>) -> Result<(), String> {
+        if warm.len() != self.ws.warm.len() {
+            return Err(format!("safety-layer warm start for {} groups, this layer has {}", warm.len(), self.ws.warm.len()));
+        }
+        let n_bus = self.ws.dv.len();
+        if let Some(&(b, _)) = warm.iter().flatten().find(|(b, _)| *b >= n_bus) {
+            return Err(format!("safety-layer warm start names bus index {b}, the network has {n_bus} buses"));
+        }
+        self.ws.warm = warm;
+        Ok(())
+    }
+
     pub fn config(&self) -> &SafetyConfig {
         &self.cfg
     }
