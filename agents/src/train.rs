@@ -130,8 +130,14 @@ pub trait Logger {
     fn train_episode(&mut self, step: usize, episode: usize, ret: f64, summary: &MetricsSummary);
     fn update(&mut self, step: usize, info: &UpdateInfo);
     fn eval(&mut self, step: usize, mean_return: f64, summary: &MetricsSummary);
-    /// Called every `checkpoint_every` steps and at the end; the logger saves the trainer.
+    /// Called every `checkpoint_every` steps, whenever [`checkpoint_due`](Self::checkpoint_due)
+    /// says so, and at the end; the logger saves the trainer.
     fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String>;
+    /// Asked after every step: checkpoint now, whatever `checkpoint_every` says (e.g. on a wall-time
+    /// cadence). A checkpoint never changes the run's numbers.
+    fn checkpoint_due(&mut self, _step: usize) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -578,7 +584,7 @@ impl Trainer {
                     let (r, m) = self.evaluate(Split::Val, self.cfg.eval_episodes, 10_000)?;
                     log.eval(step, r, &m);
                 }
-                if self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0 {
+                if (self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0) || log.checkpoint_due(step) {
                     log.checkpoint(self).map_err(TrainError::Log)?;
                 }
             }

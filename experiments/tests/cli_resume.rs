@@ -186,3 +186,56 @@ fn damaged_checkpoints_are_refused_naming_the_file() {
     }
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// A leaderboard array task (`--entry K`, as Slurm runs it) killed mid-training and run again —
+/// what a requeue after preemption does — resumes its run directory and writes the entry of an
+/// uninterrupted task.
+#[test]
+fn a_killed_leaderboard_entry_resumes_its_run_directory() {
+    let base = runs_dir("entry");
+    std::fs::create_dir_all(&base).unwrap();
+    let suite = base.join("suite.toml");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/matd3_mapdn33.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "name = \"resume\"\ntasks = [\"mapdn33\"]\nseeds = [3]\neval_episodes = 1\n\n[[controllers]]\nname = \"matd3\"\nkind = \"rl\"\ntrain = \"{}\"\n\
+             set = [\"total_steps=1200\", \"learning_starts=240\", \"eval_every=0\", \"checkpoint_every=0\", \"matd3.batch_size=32\", \"buffer_size=500\"]\n",
+            cfg.display()
+        ),
+    )
+    .unwrap();
+    let entry = |out: &Path| {
+        let mut c = bin();
+        c.args(["leaderboard", suite.to_str().unwrap(), "--entry", "0", "--out", out.to_str().unwrap()]).env("VOLTARENA_CHECKPOINT_SECS", "0.05");
+        c
+    };
+    let t0 = Instant::now();
+    let (done, err) = run_or_kill(&mut entry(&base.join("reference")), Duration::from_secs(600));
+    assert!(done, "{err}");
+    let full = t0.elapsed();
+    let out = base.join("requeued");
+    let mut resumed = 0;
+    for (i, f) in [0.5, 0.35, 0.35, 0.35].iter().enumerate() {
+        let (done, err) = run_or_kill(&mut entry(&out), full.mul_f64(*f));
+        resumed += err.contains("resuming") as usize;
+        assert!(!done || i > 0, "the first attempt must be killed ({:.2} s run)", full.as_secs_f64());
+        if done {
+            break;
+        }
+    }
+    let (done, err) = run_or_kill(&mut entry(&out), Duration::from_secs(600));
+    assert!(done, "{err}");
+    resumed += err.contains("resuming") as usize;
+    assert!(resumed >= 1, "no attempt resumed from a checkpoint");
+    let read = |d: &Path| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("entries/0.json")).unwrap()).unwrap();
+        let mut e = v["entry"].clone();
+        e.as_object_mut().unwrap().remove("compute_us_per_step");
+        e
+    };
+    assert_eq!(read(&out), read(&base.join("reference")), "the requeued entry differs from the uninterrupted one");
+    // The finished run directory keeps the final policy only.
+    assert!(!out.join("runs/mapdn33/matd3/seed3/replay").exists());
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -155,10 +155,11 @@ fn run_job(e: &SuiteEntry, task_name: &str, seed: u64, seed_pos: usize, episodes
             let path = e.train.as_ref().ok_or_else(|| err("kind = \"rl\" needs train = \"<config>\" (or runs = { <task> = [<run directory per seed>] })".into()))?;
             let (cfg, text) = resolve_train(e, path, task_name, seed).map_err(err)?;
             let mut trainer = Trainer::new(cfg).map_err(|x| err(x.to_string()))?;
-            trainer.run(&mut Quiet).map_err(|x| err(x.to_string()))?;
-            std::fs::create_dir_all(run_dir).map_err(|x| err(x.to_string()))?;
-            atomic::write(&run_dir.join("config.toml"), text.as_bytes()).map_err(|x| err(x.to_string()))?;
+            resume_or_start(&mut trainer, run_dir, &text).map_err(err)?;
+            trainer.run(&mut Resumable::new(run_dir)).map_err(|x| err(x.to_string()))?;
+            // The finished run keeps its final policy only (no optimiser state or replay buffer).
             crate::train_cmd::atomic_dir(&run_dir.join("checkpoint"), |d| trainer.save(d)).map_err(err)?;
+            let _ = std::fs::remove_dir_all(run_dir.join("replay"));
             (RunDir::open(run_dir).map_err(|x| err(x.to_string()))?, Checkpoint::Last, fnv(&text))
         }
         ControllerSpec::External { results } => return super::external::job(results, task_name, seed, episodes).map_err(err),
@@ -200,14 +201,64 @@ fn eval_deployed(task: &Arc<Task>, deployed: &mut Deployed, seed: u64, episodes:
     Ok(ev.metrics)
 }
 
-/// Training inside a leaderboard logs nothing (many jobs share the terminal; the progress bar counts
-/// jobs); the suite keeps only the final checkpoint.
-struct Quiet;
-impl Logger for Quiet {
+/// What identifies an entry's training besides its config: the build that trains it.
+fn build_id() -> String {
+    format!("{} {}{}", crate::provenance::VOLTARENA_VERSION, crate::provenance::git_commit().unwrap_or_else(|| "unknown".into()), if crate::provenance::git_dirty() { " (dirty)" } else { "" })
+}
+
+/// A requeued array task (or a rerun after a crash) resumes its entry's own run directory from its
+/// last resumable checkpoint, when that directory was started with the same resolved config by the
+/// same build; otherwise the run starts afresh there. A finished run (its checkpoint keeps the
+/// final policy only) is trained again: reruns re-check the numbers.
+fn resume_or_start(trainer: &mut Trainer, run_dir: &Path, text: &str) -> Result<(), String> {
+    let same = std::fs::read_to_string(run_dir.join("config.toml")).is_ok_and(|t| t == text) && std::fs::read_to_string(run_dir.join("build.txt")).is_ok_and(|b| b == build_id());
+    if same {
+        if let Some(ck) = voltarena_agents::run::resume_checkpoint(run_dir).filter(|c| c.join("resume.bin").exists()) {
+            trainer.resume(&ck, &run_dir.join("replay")).map_err(|e| e.to_string())?;
+            eprintln!("resuming {} at step {}", run_dir.display(), trainer.progress.step);
+            return Ok(());
+        }
+    }
+    for stale in ["checkpoint", "checkpoint.tmp", "checkpoint.old", "replay"] {
+        let _ = std::fs::remove_dir_all(run_dir.join(stale));
+    }
+    std::fs::create_dir_all(run_dir).map_err(|x| format!("{}: {x}", run_dir.display()))?;
+    atomic::write(&run_dir.join("config.toml"), text.as_bytes()).map_err(|x| format!("{}: {x}", run_dir.display()))?;
+    atomic::write(&run_dir.join("build.txt"), build_id().as_bytes()).map_err(|x| format!("{}: {x}", run_dir.display()))
+}
+
+/// How often leaderboard training writes a resumable checkpoint (wall seconds;
+/// `VOLTARENA_CHECKPOINT_SECS` overrides). It never changes the numbers, only how much a killed job
+/// redoes.
+pub const CHECKPOINT_SECS: f64 = 300.0;
+
+/// Training inside a leaderboard logs nothing (many jobs share the terminal), and writes a
+/// resumable checkpoint into the job's run directory every [`CHECKPOINT_SECS`] of wall time.
+struct Resumable {
+    dir: std::path::PathBuf,
+    every: f64,
+    last: std::time::Instant,
+}
+
+impl Resumable {
+    fn new(dir: &Path) -> Resumable {
+        let every = std::env::var("VOLTARENA_CHECKPOINT_SECS").ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| *s >= 0.0).unwrap_or(CHECKPOINT_SECS);
+        Resumable { dir: dir.to_path_buf(), every, last: std::time::Instant::now() }
+    }
+}
+
+impl Logger for Resumable {
     fn train_episode(&mut self, _: usize, _: usize, _: f64, _: &MetricsSummary) {}
     fn update(&mut self, _: usize, _: &voltarena_agents::matd3::UpdateInfo) {}
     fn eval(&mut self, _: usize, _: f64, _: &MetricsSummary) {}
-    fn checkpoint(&mut self, _: &Trainer) -> Result<(), String> {
+    fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String> {
+        let replay = self.dir.join("replay");
+        crate::train_cmd::atomic_dir(&self.dir.join("checkpoint"), |d| trainer.save_resumable(d, &replay, &[]))?;
+        self.last = std::time::Instant::now();
         Ok(())
     }
+    fn checkpoint_due(&mut self, _step: usize) -> bool {
+        self.last.elapsed().as_secs_f64() >= self.every
+    }
 }
+

@@ -12,8 +12,9 @@
 //! and the collect step exits non-zero naming each missing or stale entry. Before writing anything,
 //! `--emit-slurm` checks that every path the suite names exists from the folder the jobs will run
 //! in (`--workdir`, default: the current one). Array tasks are requeued on preemption
-//! (`--requeue`); a requeued task re-runs its entry from the start (training is deterministic, so
-//! the numbers are the same). sbatch options come from the flags or the suite's `[slurm]` table.
+//! (`--requeue`); a requeued task resumes its entry's training from the last resumable checkpoint in
+//! its own run directory (written every 5 min of wall time; bit-exact, so the numbers are those of
+//! an uninterrupted task). sbatch options come from the flags or the suite's `[slurm]` table.
 
 use super::report::{fail_on_errors, write_outputs, EntryOut};
 use super::scheduler::run_suite;
