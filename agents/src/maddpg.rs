@@ -167,6 +167,16 @@ impl Maddpg {
         Ok(())
     }
 
+    /// Writes the actor alone into `dir`: all a deployed policy needs.
+    pub fn save_actor(&self, dir: &Path) -> Result<(), tch::TchError> {
+        save_stores(dir, &[("actor.ot", &self.actor_vs)])
+    }
+
+    /// Loads the actor alone from `dir` (for acting; the critics and targets stay as built).
+    pub fn load_actor(&mut self, dir: &Path) -> Result<(), tch::TchError> {
+        load_stores(dir, &mut [("actor.ot", &mut self.actor_vs)])
+    }
+
     /// Loads the four networks from `dir` (optimiser moments restart from zero).
     pub fn load(&mut self, dir: &Path, updates: usize) -> Result<(), tch::TchError> {
         load_stores(dir, &mut [

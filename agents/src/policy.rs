@@ -23,7 +23,7 @@ impl RlPolicy {
             let _g = crate::train::torch_init_lock();
             Learner::new(cfg, n_agents, obs_dim, state_dim).map_err(|e| bad(e.to_string()))?
         };
-        learner.load(checkpoint, 0).map_err(|e| bad(e.to_string()))?;
+        learner.load_actor(checkpoint).map_err(|e| bad(e.to_string()))?;
         let norm = crate::normalize::Normalizer::load(checkpoint).map_err(bad)?;
         if (cfg.normalize_obs || cfg.normalize_reward) && norm.is_identity() {
             return Err(bad("the run normalises its inputs but normalizer.json is missing".into()));

@@ -99,6 +99,19 @@ impl Learner {
             Learner::Maddpg(l) => l.load(dir, updates),
         }
     }
+    /// The actor alone (a deployed policy's checkpoint).
+    pub fn save_actor(&self, dir: &Path) -> Result<(), tch::TchError> {
+        match self {
+            Learner::Matd3(l) => l.save_actor(dir),
+            Learner::Maddpg(l) => l.save_actor(dir),
+        }
+    }
+    pub fn load_actor(&mut self, dir: &Path) -> Result<(), tch::TchError> {
+        match self {
+            Learner::Matd3(l) => l.load_actor(dir),
+            Learner::Maddpg(l) => l.load_actor(dir),
+        }
+    }
     /// Optimiser moments, update count and random streams (the networks are in the `.ot` files).
     pub fn write_state(&self, w: &mut Writer) {
         match self {
@@ -414,9 +427,9 @@ impl Trainer {
         &self.buffer
     }
 
-    /// Networks, `normalizer.json` and `progress.json`: what evaluation reads.
-    fn save_networks(&self, dir: &Path) -> Result<(), String> {
-        self.learner.save(dir).map_err(|e| e.to_string())?;
+    /// Networks (all four, or the actor alone), `normalizer.json` and `progress.json`.
+    fn save_networks(&self, dir: &Path, actor_only: bool) -> Result<(), String> {
+        if actor_only { self.learner.save_actor(dir) } else { self.learner.save(dir) }.map_err(|e| e.to_string())?;
         if !self.norm.is_identity() {
             self.norm.save(dir)?;
         }
@@ -424,20 +437,21 @@ impl Trainer {
         std::fs::write(dir.join("progress.json"), p).map_err(|e| e.to_string())
     }
 
-    /// Writes the policy (networks, normaliser, progress and the manifest) into `dir`, for
-    /// evaluation (the caller makes the swap atomic).
+    /// Writes the policy — the actor, normaliser, progress and the manifest: what evaluation reads
+    /// (a few tens of kB) — into `dir` (the caller makes the swap atomic). `best/` and a leaderboard
+    /// entry's final checkpoint are such folders.
     pub fn save(&self, dir: &Path) -> Result<(), String> {
-        self.save_networks(dir)?;
+        self.save_networks(dir, true)?;
         crate::checkpoint::write_manifest(dir).map_err(|e| e.to_string())
     }
 
-    /// Writes a resumable checkpoint into `dir` (the caller makes the swap atomic): what
-    /// [`save`](Self::save) writes, plus `resume.bin` with `logger` (the logger's own state), and
+    /// Writes a resumable checkpoint into `dir` (the caller makes the swap atomic): all four networks,
+    /// normaliser, progress, `resume.bin` with `logger` (the logger's own state) and the manifest; and
     /// the replay transitions since the previous checkpoint as a new segment in `replay_dir`.
     /// Segments no checkpoint needs any more are removed one checkpoint later (the folder being
     /// replaced may still list them).
     pub fn save_resumable(&self, dir: &Path, replay_dir: &Path, logger: &[u8]) -> Result<(), String> {
-        self.save_networks(dir)?;
+        self.save_networks(dir, false)?;
         let mut segs = self.segments.borrow_mut();
         let first = self.buffer.first_kept();
         let a = segs.list.last().map(|s| s.b).unwrap_or(0).max(first);
