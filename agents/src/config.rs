@@ -28,6 +28,7 @@
 //! | `normalize_reward` | reward scaling by the running std of the discounted return (left out when off) | false |
 //! | `store_filtered_action` | with a safety layer, store the applied action (not the proposal) | true |
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
+//! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL) or `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) (left out when `"cr"`) | `"cr"` |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
 //! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
 //! | `[maddpg]` | MADDPG hyperparameters ([`MaddpgConfig`]) | its defaults |
@@ -37,6 +38,23 @@ use crate::matd3::Matd3Config;
 use crate::validate::{Check, ConfigError};
 use serde::{Deserialize, Serialize};
 use voltarena_env::deploy::Deployment;
+
+/// Which validation result a run keeps as its best policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BestBy {
+    /// Highest CR, then lowest QL.
+    #[default]
+    Cr,
+    /// Highest mean validation return.
+    Return,
+}
+
+impl BestBy {
+    fn is_cr(&self) -> bool {
+        *self == BestBy::Cr
+    }
+}
 
 /// Which algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +128,10 @@ pub struct TrainConfig {
     /// policies apply the same map.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub action_dead_zone: f64,
+    /// Which validation result `best/` keeps (`"cr"`: highest CR, then lowest QL; `"return"`:
+    /// highest mean return, which weighs voltages against reactive power as the reward does).
+    #[serde(default, skip_serializing_if = "BestBy::is_cr")]
+    pub best_by: BestBy,
     /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
     /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
     #[serde(default)]

@@ -94,9 +94,11 @@ struct RunLogger {
     csv_len: u64,
     tb: SummaryWriter,
     bar: ProgressBar,
-    best: Option<(f64, f64)>,
+    /// Best validation (CR, QL, mean return) so far.
+    best: Option<(f64, f64, f64)>,
     last_update: UpdateInfo,
-    last_eval: Option<(f64, f64)>,
+    last_eval: Option<(f64, f64, f64)>,
+    best_by: voltarena_agents::config::BestBy,
 }
 
 impl RunLogger {
@@ -121,11 +123,12 @@ impl RunLogger {
     fn state(&self) -> Vec<u8> {
         let mut w = voltarena_agents::checkpoint::Writer::default();
         w.u64(self.csv_len);
-        for pair in [self.best, self.last_eval] {
-            w.bool(pair.is_some());
-            let (a, b) = pair.unwrap_or_default();
+        for triple in [self.best, self.last_eval] {
+            w.bool(triple.is_some());
+            let (a, b, c) = triple.unwrap_or_default();
             w.f64(a);
             w.f64(b);
+            w.f64(c);
         }
         let u = self.last_update;
         w.f64(u.critic_loss);
@@ -143,8 +146,8 @@ impl RunLogger {
         let mut pairs = [None, None];
         for p in pairs.iter_mut() {
             let on = r.bool("logger value").map_err(e)?;
-            let (a, b) = (r.f64("logger value").map_err(e)?, r.f64("logger value").map_err(e)?);
-            *p = on.then_some((a, b));
+            let (a, b, c) = (r.f64("logger value").map_err(e)?, r.f64("logger value").map_err(e)?, r.f64("logger value").map_err(e)?);
+            *p = on.then_some((a, b, c));
         }
         (self.best, self.last_eval) = (pairs[0], pairs[1]);
         let critic_loss = r.f64("critic loss").map_err(e)?;
@@ -173,7 +176,7 @@ impl Logger for RunLogger {
         self.tb.add_scalar("train/cr", m.cr as f32, step);
         self.tb.add_scalar("train/ql", m.ql as f32, step);
         self.tb.add_scalar("train/divergences", m.divergences as f32, step);
-        let eval = self.last_eval.map(|(cr, ql)| format!(" · val CR {cr:.3} QL {ql:.3}")).unwrap_or_default();
+        let eval = self.last_eval.map(|(cr, ql, _)| format!(" · val CR {cr:.3} QL {ql:.3}")).unwrap_or_default();
         self.bar.set_message(format!("ep {episode} return {ret:.2} CR {:.3}{eval}", m.cr));
     }
 
@@ -194,7 +197,7 @@ impl Logger for RunLogger {
         self.tb.add_scalar("eval/cr", m.cr as f32, step);
         self.tb.add_scalar("eval/ql", m.ql as f32, step);
         self.tb.flush();
-        self.last_eval = Some((m.cr, m.ql));
+        self.last_eval = Some((m.cr, m.ql, ret));
     }
 
     fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String> {
@@ -203,15 +206,16 @@ impl Logger for RunLogger {
         self.tb.add_scalar("safety/infeasible", trainer.safety_infeasible as f32, step);
         // The best policy first, the resumable checkpoint last: the checkpoint is the commit point,
         // and a run killed between the two redoes the stretch and rewrites the same best policy.
-        if let Some((cr, ql)) = self.last_eval {
-            let better = match self.best {
-                None => true,
-                Some((bcr, bql)) => cr > bcr + 1e-12 || ((cr - bcr).abs() <= 1e-12 && ql < bql),
+        if let Some((cr, ql, ret)) = self.last_eval {
+            let better = match (self.best, self.best_by) {
+                (None, _) => true,
+                (Some((bcr, bql, _)), voltarena_agents::config::BestBy::Cr) => cr > bcr + 1e-12 || ((cr - bcr).abs() <= 1e-12 && ql < bql),
+                (Some((_, _, bret)), voltarena_agents::config::BestBy::Return) => ret > bret + 1e-12,
             };
             if better {
                 atomic_dir(&self.dir.join("best"), |d| trainer.save(d))?;
-                self.best = Some((cr, ql));
-                let _ = atomic::write(&self.dir.join("best.json"), format!("{{\"step\": {}, \"val_cr\": {cr}, \"val_ql\": {ql}}}", trainer.progress.step).as_bytes());
+                self.best = Some((cr, ql, ret));
+                let _ = atomic::write(&self.dir.join("best.json"), format!("{{\"step\": {}, \"val_cr\": {cr}, \"val_ql\": {ql}, \"val_return\": {ret}}}", trainer.progress.step).as_bytes());
             }
         }
         let state = self.state();
@@ -321,6 +325,7 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         best: None,
         last_update: UpdateInfo::default(),
         last_eval: None,
+        best_by: cfg.best_by,
     };
     if let (Some(blob), Some(ckpt)) = (&logger_state, &resume_from) {
         log.restore(blob, ckpt).map_err(CliError::Input)?;

@@ -121,3 +121,25 @@ fn bad_train_and_eval_input() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("checkpoint") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn best_by_return_keeps_the_evaluation_with_the_highest_return() {
+    let runs = runs_dir("bestby");
+    let r = runs.to_str().unwrap();
+    let (code, out, err) = voltarena(&tiny_args(r, &["--set", "best_by=\"return\"", "--set", "eval_every=120", "--set", "checkpoint_every=120"]));
+    assert_eq!(code, 0, "{err}");
+    let run = PathBuf::from(out.trim());
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    // The eval row with the highest return (the first of equals), from metrics.csv.
+    let mut best: Option<(f64, u64)> = None;
+    for l in csv.lines().filter(|l| l.starts_with("eval,")) {
+        let f: Vec<&str> = l.split(',').collect();
+        let (step, ret): (u64, f64) = (f[1].parse().unwrap(), f[3].parse().unwrap());
+        if best.is_none_or(|(b, _)| ret > b) {
+            best = Some((ret, step));
+        }
+    }
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    assert_eq!(b["step"].as_u64(), best.map(|x| x.1), "{csv}\n{b}");
+    assert!(b["val_return"].is_number());
+}
