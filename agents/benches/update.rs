@@ -46,6 +46,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("maddpg (sample + update)", |b| b.iter(|| maddpg.update(&buf.sample(256, &mut srng))));
     g.bench_function("replay sample only", |b| b.iter(|| buf.sample(256, &mut srng).reward.size()));
     g.finish();
+    // MATD3 at the sizes of the larger feeders: how an update grows with the number of agents.
+    let mut g = c.benchmark_group("matd3_update_by_task_batch256");
+    g.sample_size(10);
+    for task in ["mapdn33", "mapdn141", "mapdn322", "rural2_96_midday"] {
+        let t = voltarena_env::Task::load(task).unwrap();
+        let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut buf = ReplayBuffer::new(1_000, n, od, sd);
+        let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        for _ in 0..1_000 {
+            let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
+            buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
+        }
+        let mut m = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
+        g.bench_function(format!("{task} ({n} agents, obs {od}, state {sd})"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
+    }
+    g.finish();
 }
 
 criterion_group! {
