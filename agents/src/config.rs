@@ -28,6 +28,7 @@
 //! | `normalize_reward` | reward scaling by the running std of the discounted return (left out when off) | false |
 //! | `store_filtered_action` | with a safety layer, store the applied action (not the proposal) | true |
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
+//! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer); with a safety layer it needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
 //! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL) or `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) (left out when `"cr"`) | `"cr"` |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
 //! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
@@ -128,6 +129,11 @@ pub struct TrainConfig {
     /// policies apply the same map.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub action_dead_zone: f64,
+    /// What the actor's actions are added to: `"none"` or `"droop"` (a residual policy on top of
+    /// droop with the registry's defaults: zero output is droop). In training, evaluation and
+    /// deployment alike.
+    #[serde(default, skip_serializing_if = "voltarena_env::deploy::Residual::is_none")]
+    pub residual: voltarena_env::deploy::Residual,
     /// Which validation result `best/` keeps (`"cr"`: highest CR, then lowest QL; `"return"`:
     /// highest mean return, which weighs voltages against reactive power as the reward does).
     #[serde(default, skip_serializing_if = "BestBy::is_cr")]
@@ -156,6 +162,11 @@ impl TrainConfig {
             c.at_least("eval_episodes", self.eval_episodes, 1)?;
         }
         c.right_open("action_dead_zone", self.action_dead_zone, 0.0, 1.0)?;
+        // The buffer's filtered action is the dead zone's preimage of the applied one; with a residual
+        // base that preimage would need the base too.
+        if !self.residual.is_none() && self.safety.kind != voltarena_env::safety::SafetyKind::None && self.store_filtered_action {
+            return Err(ConfigError::new("store_filtered_action", "false when residual = \"droop\" runs behind a safety layer", "true"));
+        }
         self.matd3.validate()?;
         self.maddpg.validate()?;
         let batch = match self.algorithm {
@@ -171,7 +182,7 @@ impl TrainConfig {
     /// What sits between the run's actor and the grid, in training and wherever the run is
     /// deployed: its action dead zone and safety layer.
     pub fn deployment(&self) -> Deployment {
-        Deployment { dead_zone: self.action_dead_zone, safety: self.safety }
+        Deployment { dead_zone: self.action_dead_zone, safety: self.safety, residual: self.residual }
     }
 }
 

@@ -9,42 +9,9 @@
 //! (q ← 0.9 q + 0.1 Q(v)), the setpoint moves a fraction `smoothing` towards the curve per step:
 //! a first-order lag that converges to the curve's steady state.
 
-use voltarena_env::action::{action_of_q, q_range};
 use voltarena_env::{Controller, VoltageEnv};
 
-/// A Volt/VAr curve.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DroopCurve {
-    /// Breakpoints (pu).
-    pub v: [f64; 4],
-    /// Reactive limit as a fraction of the available √(S² − p²).
-    pub q_frac: f64,
-}
-
-impl DroopCurve {
-    /// MAPDN's MATLAB baseline: q = clip(q_max (1 − v)/0.05, ±q_max).
-    pub const MAPDN: DroopCurve = DroopCurve { v: [0.95, 1.0, 1.0, 1.05], q_frac: 1.0 };
-    /// IEEE 1547-2018 Category B default curve, limit 44 % of rated kVA (capped by √(S² − p²)).
-    pub const IEEE1547_B: DroopCurve = DroopCurve { v: [0.92, 0.98, 1.02, 1.08], q_frac: 0.44 };
-    /// The curve used when none is configured: full range inside the 0.95–1.05 pu band.
-    pub const DEFAULT: DroopCurve = DroopCurve { v: [0.95, 0.98, 1.02, 1.05], q_frac: 1.0 };
-
-    /// q / q_lim ∈ [−1, 1] at voltage v.
-    pub fn response(&self, v: f64) -> f64 {
-        let [v1, v2, v3, v4] = self.v;
-        if v <= v1 {
-            1.0
-        } else if v < v2 {
-            (v2 - v) / (v2 - v1)
-        } else if v <= v3 {
-            0.0
-        } else if v < v4 {
-            -(v - v3) / (v4 - v3)
-        } else {
-            -1.0
-        }
-    }
-}
+pub use voltarena_env::action::DroopCurve;
 
 /// Droop controller for every agent.
 #[derive(Debug, Clone)]
@@ -121,11 +88,7 @@ impl Controller for Droop {
 
     fn act(&mut self, env: &VoltageEnv, actions: &mut [f64]) {
         for (k, a) in actions.iter_mut().enumerate() {
-            let l = env.local(k);
-            // Target q on the curve, then a first-order step from the setpoint in force.
-            let target = self.curve.response(l.v_pu) * self.curve.q_frac * l.q_avail_mvar;
-            let q = l.q_mvar + self.smoothing * (target - l.q_mvar);
-            *a = action_of_q(q, q_range(l.action_scale, l.q_avail_mvar));
+            *a = voltarena_env::action::droop_action(env, k, &self.curve, self.smoothing);
         }
     }
 }

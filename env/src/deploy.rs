@@ -31,6 +31,28 @@ pub struct Deployment {
     /// The safety layer (`kind = "none"`: the actions are only clipped to [−1, 1]).
     #[serde(default)]
     pub safety: SafetyConfig,
+    /// What the controller's actions are added to (after the dead zone, before the safety layer):
+    /// nothing, or droop's action (a residual policy: zero output is droop, not no control).
+    #[serde(default, skip_serializing_if = "Residual::is_none")]
+    pub residual: Residual,
+}
+
+/// The base a residual policy's actions are added to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Residual {
+    /// The actions reach the grid as they are.
+    #[default]
+    None,
+    /// a_grid = clip(droop(v) + a, ±1): droop with the registry's defaults (curve 0.95 / 0.98 /
+    /// 1.02 / 1.05 pu, full range, smoothing 0.1), corrected by the controller.
+    Droop,
+}
+
+impl Residual {
+    pub fn is_none(&self) -> bool {
+        *self == Residual::None
+    }
 }
 
 /// Which saved policy of a trained run to deploy.
@@ -124,10 +146,17 @@ impl ActionPipeline {
     }
 
     /// Maps a controller's raw actions to the actions the grid gets (`out`); afterwards
-    /// [`proposal`](Self::proposal) holds what the safety layer was given (after the dead zone).
+    /// [`proposal`](Self::proposal) holds what the safety layer was given (after the dead zone and
+    /// the residual base).
     pub fn apply(&mut self, env: &VoltageEnv, raw: &[f64], out: &mut [f64]) -> FilterInfo {
         self.proposal.copy_from_slice(raw);
         apply_dead_zone(self.deployment.dead_zone, &mut self.proposal);
+        if self.deployment.residual == Residual::Droop {
+            let curve = crate::action::DroopCurve::DEFAULT;
+            for (k, a) in self.proposal.iter_mut().enumerate() {
+                *a = (crate::action::droop_action(env, k, &curve, 0.1) + *a).clamp(-1.0, 1.0);
+            }
+        }
         let t0 = Instant::now();
         let info = self.safety.filter(env, &self.proposal, out);
         if self.deployment.safety.kind != crate::safety::SafetyKind::None {
@@ -153,7 +182,8 @@ impl ActionPipeline {
         &mut self.safety
     }
 
-    /// The last proposal (raw actions after the dead zone, before the safety layer).
+    /// The last proposal (raw actions after the dead zone and the residual base, before the safety
+    /// layer).
     pub fn proposal(&self) -> &[f64] {
         &self.proposal
     }

@@ -50,7 +50,7 @@ pub fn deploy(spec: &ControllerSpec, task: &Task, overrides: Overrides, faults: 
                 SpecError::NotApplicable(_) => DeployFailure::NotApplicable(e.to_string()),
                 _ => DeployFailure::Error(e.to_string()),
             })?;
-            let deployment = Deployment { dead_zone: overrides.dead_zone.unwrap_or(0.0), safety: overrides.safety.unwrap_or_default() };
+            let deployment = Deployment { dead_zone: overrides.dead_zone.unwrap_or(0.0), safety: overrides.safety.unwrap_or_default(), ..Default::default() };
             let deployed = Deployed::new(ctl, task, deployment).map_err(|e| DeployFailure::Error(e.to_string()))?;
             Ok((deployed, DeployInfo { kind: spec.kind(), deployment, run: None }))
         }

@@ -84,7 +84,7 @@ fn parse_deployment(safety: Option<&str>, dead_zone: f64) -> PyResult<Deployment
     if !(0.0..1.0).contains(&dead_zone) {
         return Err(PyValueError::new_err(format!("dead_zone: expected a number in [0, 1), got {dead_zone}")));
     }
-    Ok(Deployment { dead_zone, safety: SafetyConfig { kind, ..Default::default() } })
+    Ok(Deployment { dead_zone, safety: SafetyConfig { kind, ..Default::default() }, ..Default::default() })
 }
 
 fn step_info<'py>(py: Python<'py>, s: &Step, intervened: bool) -> PyResult<Bound<'py, PyDict>> {
