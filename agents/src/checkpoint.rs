@@ -19,6 +19,7 @@
 //! All numbers are little-endian; floats are stored as their IEEE-754 bits (exact).
 
 use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `resume.bin` starts with these 8 bytes, then the format version (u32).
@@ -43,6 +44,27 @@ impl CheckpointError {
     pub fn format(path: &Path, message: impl Into<String>) -> CheckpointError {
         CheckpointError::Format { path: path.to_path_buf(), message: message.into() }
     }
+}
+
+/// Writes `bytes` to `path` atomically: a sibling temporary file, flushed to disk, renamed over the
+/// target. A reader (or a crash) sees either the old file or the complete new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// SHA-256 of `bytes`, as lowercase hex.

@@ -324,7 +324,7 @@ impl Trainer {
         }
         let path = dir.join("resume.bin");
         let bytes = std::fs::read(&path).map_err(|e| bad(format!("resume.bin: {e}")))?;
-        let logger = self.read_resume(&path, &bytes, replay_dir).map_err(|e| bad_ck(dir, e))?;
+        let logger = self.read_resume(&path, &bytes, replay_dir).map_err(bad_ck)?;
         if self.progress != p {
             return Err(bad(format!("progress.json says {p:?}, resume.bin {:?}", self.progress)));
         }
@@ -461,7 +461,7 @@ impl Trainer {
             let bytes = self.buffer.encode_segment(a, b);
             let seg = SegmentRef { a, b, sha256: crate::checkpoint::sha256_hex(&bytes) };
             let p = replay_dir.join(seg.file_name());
-            write_atomic(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            crate::checkpoint::write_atomic(&p, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
             segs.list.push(seg);
         }
         segs.list.retain(|s| s.b > first);
@@ -678,28 +678,21 @@ pub fn evaluate(task: &Arc<Task>, deployed: &mut Deployed, split: Split, episode
     Ok((e.mean_return, e.metrics))
 }
 
-/// Writes a file atomically (temporary sibling, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Removes the replay segment files of `dir` that `keep` does not name.
 fn remove_other_segments(dir: &Path, keep: &[String]) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if (name.ends_with(".bin") || name.ends_with(".tmp")) && !keep.contains(&name) {
+        if (name.ends_with(".bin") || name.contains(".tmp.")) && !keep.contains(&name) {
             let _ = std::fs::remove_file(e.path());
         }
     }
 }
 
-fn bad_ck(dir: &Path, e: CheckpointError) -> TrainError {
+fn bad_ck(e: CheckpointError) -> TrainError {
     match e {
         CheckpointError::Io { path, source } => TrainError::Checkpoint { path, message: source.to_string() },
-        CheckpointError::Format { path, message } => TrainError::Checkpoint { path: if path.as_os_str().is_empty() { dir.to_path_buf() } else { path }, message },
+        CheckpointError::Format { path, message } => TrainError::Checkpoint { path, message },
     }
 }
 
