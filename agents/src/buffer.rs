@@ -23,6 +23,32 @@ pub struct Batch {
     pub next_state: Tensor,
     /// [B, 1], 1 where the episode terminated
     pub done: Tensor,
+    /// The known action cost's terms, when the buffer keeps them ([`ReplayBuffer::with_cost`]).
+    pub cost: Option<CostBatch>,
+}
+
+/// Per transition and agent, what the reward's reactive-power term is made of besides the action
+/// (`crate::matd3::ActionCost`): the residual base the action was added to, and the action range
+/// in force (Mvar per unit of action); for the transition itself and for its successor in the
+/// episode (the transition's own values where it has none yet: the episode's last step, or the
+/// newest transition).
+pub struct CostBatch {
+    /// [B, n_agents]
+    pub base: Tensor,
+    pub range: Tensor,
+    pub next_base: Tensor,
+    pub next_range: Tensor,
+}
+
+/// Storage of the cost terms: own values, the successor's, and whether a transition continues the
+/// previous one's episode (so a decoded buffer links successors as the live one did).
+struct CostColumns {
+    base: Vec<f32>,
+    range: Vec<f32>,
+    next_base: Vec<f32>,
+    next_range: Vec<f32>,
+    continues: Vec<bool>,
+    s: [Vec<f32>; 4],
 }
 
 pub struct ReplayBuffer {
@@ -49,6 +75,7 @@ pub struct ReplayBuffer {
     s_next_obs: Vec<f32>,
     s_next_state: Vec<f32>,
     s_done: Vec<f32>,
+    cost: Option<CostColumns>,
 }
 
 impl ReplayBuffer {
@@ -76,6 +103,35 @@ impl ReplayBuffer {
             s_next_obs: Vec::new(),
             s_next_state: Vec::new(),
             s_done: Vec::new(),
+            cost: None,
+        }
+    }
+
+    /// A buffer that also keeps the known action cost's terms (see [`push_cost`](Self::push_cost)).
+    pub fn with_cost(capacity: usize, n_agents: usize, obs_dim: usize, state_dim: usize) -> ReplayBuffer {
+        let mut b = ReplayBuffer::new(capacity, n_agents, obs_dim, state_dim);
+        let z = || vec![0.0f32; capacity * n_agents];
+        b.cost = Some(CostColumns { base: z(), range: z(), next_base: z(), next_range: z(), continues: vec![false; capacity], s: Default::default() });
+        b
+    }
+
+    /// Whether the buffer keeps the cost terms.
+    pub fn has_cost(&self) -> bool {
+        self.cost.is_some()
+    }
+
+    /// The cost terms of the transition just pushed: per agent its residual base and action range
+    /// in force; `continues` = it follows the previously pushed transition in the same episode (that
+    /// one's successor values are then these). A no-op for a buffer without cost terms.
+    pub fn push_cost(&mut self, base: &[f64], range: &[f64], continues: bool) {
+        let (n, cap) = (self.n_agents, self.cap);
+        let i = (self.head + cap - 1) % cap;
+        let prev = (continues && self.len >= 2).then(|| (i + cap - 1) % cap);
+        if let Some(c) = self.cost.as_mut() {
+            c.set(i, n, base.iter().map(|&x| x as f32), range.iter().map(|&x| x as f32), continues);
+            if let Some(p) = prev {
+                c.link(p, i, n);
+            }
         }
     }
 
@@ -134,6 +190,7 @@ impl ReplayBuffer {
         }
         w.u64(a);
         w.u64(b);
+        w.bool(self.cost.is_some());
         for t in a..b {
             let i = (t % self.cap as u64) as usize;
             let j = ((t + 1) % self.cap as u64) as usize;
@@ -146,6 +203,11 @@ impl ReplayBuffer {
             if !chained {
                 w.f32s_raw(&self.next_obs[i * o..(i + 1) * o]);
                 w.f32s_raw(&self.next_state[i * s..(i + 1) * s]);
+            }
+            if let Some(c) = &self.cost {
+                w.bool(c.continues[i]);
+                w.f32s_raw(&c.base[i * n..(i + 1) * n]);
+                w.f32s_raw(&c.range[i * n..(i + 1) * n]);
             }
         }
         w.finish()
@@ -165,6 +227,12 @@ impl ReplayBuffer {
         if a > b {
             return Err(CheckpointError::format(path, format!("transitions {a}..{b}")));
         }
+        let has_cost = r.bool("cost-columns flag")?;
+        if has_cost != self.cost.is_some() {
+            let (got, want) = if has_cost { ("has", "does not keep") } else { ("has no", "keeps") };
+            return Err(CheckpointError::format(path, format!("the segment {got} action-cost columns; this run {want} them (analytic_q_cost)")));
+        }
+        let mut cost_scratch = vec![0.0f32; 2 * self.n_agents];
         let (o, s, n) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
         let cap = self.cap as u64;
         let mut scratch = vec![0.0f32; o + s + n + 2];
@@ -197,6 +265,16 @@ impl ReplayBuffer {
             } else if keep {
                 prev_chained = Some(i);
             }
+            if let Some(c) = self.cost.as_mut() {
+                let continues = r.bool("continues flag")?;
+                r.f32s_to(&mut cost_scratch, "action-cost terms")?;
+                if keep {
+                    c.set(i, n, cost_scratch[..n].iter().copied(), cost_scratch[n..].iter().copied(), continues);
+                    if continues && t > keep_from {
+                        c.link(((t - 1) % cap) as usize, i, n);
+                    }
+                }
+            }
         }
         r.end()?;
         Ok((a, b))
@@ -226,6 +304,9 @@ impl ReplayBuffer {
         for v in [&mut self.s_obs, &mut self.s_state, &mut self.s_actions, &mut self.s_reward, &mut self.s_next_obs, &mut self.s_next_state, &mut self.s_done] {
             v.clear();
         }
+        if let Some(c) = self.cost.as_mut() {
+            c.s.iter_mut().for_each(Vec::clear);
+        }
         for _ in 0..b {
             let i = rng.random_range(0..self.len);
             self.s_obs.extend_from_slice(&self.obs[i * o..(i + 1) * o]);
@@ -235,6 +316,11 @@ impl ReplayBuffer {
             self.s_next_obs.extend_from_slice(&self.next_obs[i * o..(i + 1) * o]);
             self.s_next_state.extend_from_slice(&self.next_state[i * s..(i + 1) * s]);
             self.s_done.push(self.done[i]);
+            if let Some(c) = self.cost.as_mut() {
+                for (dst, src) in c.s.iter_mut().zip([&c.base, &c.range, &c.next_base, &c.next_range]) {
+                    dst.extend_from_slice(&src[i * a..(i + 1) * a]);
+                }
+            }
         }
         norm.obs(&mut self.s_obs);
         norm.obs(&mut self.s_next_obs);
@@ -250,6 +336,29 @@ impl ReplayBuffer {
             next_obs: Tensor::from_slice(&self.s_next_obs).view([bi, ai, oi]),
             next_state: Tensor::from_slice(&self.s_next_state).view([bi, si]),
             done: Tensor::from_slice(&self.s_done).view([bi, 1]),
+            cost: self.cost.as_ref().map(|c| {
+                let t = |v: &Vec<f32>| Tensor::from_slice(v).view([bi, ai]);
+                CostBatch { base: t(&c.s[0]), range: t(&c.s[1]), next_base: t(&c.s[2]), next_range: t(&c.s[3]) }
+            }),
+        }
+    }
+}
+
+impl CostColumns {
+    /// Slot `i`'s own terms; its successor's start as its own (until [`link`](Self::link)).
+    fn set(&mut self, i: usize, n: usize, base: impl Iterator<Item = f32>, range: impl Iterator<Item = f32>, continues: bool) {
+        for (k, (b, r)) in base.zip(range).enumerate() {
+            let j = i * n + k;
+            (self.base[j], self.range[j], self.next_base[j], self.next_range[j]) = (b, r, b, r);
+        }
+        self.continues[i] = continues;
+    }
+
+    /// Slot `i` is slot `p`'s successor in an episode.
+    fn link(&mut self, p: usize, i: usize, n: usize) {
+        for k in 0..n {
+            self.next_base[p * n + k] = self.base[i * n + k];
+            self.next_range[p * n + k] = self.range[i * n + k];
         }
     }
 }

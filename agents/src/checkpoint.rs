@@ -27,7 +27,7 @@ pub const MAGIC: &[u8; 8] = b"VARESUME";
 /// Replay segments start with these 8 bytes, then the format version (u32).
 pub const SEGMENT_MAGIC: &[u8; 8] = b"VAREPLAY";
 /// Version of `resume.bin`, of the replay segments and of `manifest.json`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// `manifest.json`'s `format` field.
 pub const MANIFEST_FORMAT: &str = "voltarena-checkpoint/1";
 

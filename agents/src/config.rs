@@ -30,6 +30,7 @@
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
 //! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer); with a safety layer it needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
 //! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL) or `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) (left out when `"cr"`) | `"cr"` |
+//! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and the centralised critic (left out when off) | false |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
 //! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
 //! | `[maddpg]` | MADDPG hyperparameters ([`MaddpgConfig`]) | its defaults |
@@ -138,6 +139,13 @@ pub struct TrainConfig {
     /// highest mean return, which weighs voltages against reactive power as the reward does).
     #[serde(default, skip_serializing_if = "BestBy::is_cr")]
     pub best_by: BestBy,
+    /// MATD3 with the known action cost: the reward's reactive-power term α·mean_k |q_k| is an
+    /// exact function of the actions (given the residual base and each inverter's range in force),
+    /// so the critics learn the return without the immediate term and the actor's objective adds
+    /// it exactly (`matd3::ActionCost`). Each agent then gets the exact gradient of its own
+    /// reactive power instead of a critic's estimate of its share of a team average.
+    #[serde(default, skip_serializing_if = "crate::nets::is_false")]
+    pub analytic_q_cost: bool,
     /// The reward to train with, if not the task's (the metrics — CR, QL, AVV — do not depend on
     /// it, so runs stay comparable): e.g. `[reward] barrier = "bowl"`.
     #[serde(default)]
@@ -166,6 +174,22 @@ impl TrainConfig {
         // base that preimage would need the base too.
         if !self.residual.is_none() && self.safety.kind != voltarena_env::safety::SafetyKind::None && self.store_filtered_action {
             return Err(ConfigError::new("store_filtered_action", "false when residual = \"droop\" runs behind a safety layer", "true"));
+        }
+        if self.analytic_q_cost {
+            // The cost is exact only for the action the actor chose reaching the grid unchanged, in
+            // the reward's own units, with one critic over the joint action.
+            if self.algorithm != Algorithm::Matd3 {
+                return Err(ConfigError::new("analytic_q_cost", "false unless algorithm = \"matd3\"", "true"));
+            }
+            if self.safety.kind != voltarena_env::safety::SafetyKind::None {
+                return Err(ConfigError::new("analytic_q_cost", "false with a safety layer (the applied action is not the actor's)", "true"));
+            }
+            if self.normalize_reward {
+                return Err(ConfigError::new("analytic_q_cost", "false with normalize_reward (the cost is in the reward's own units)", "true"));
+            }
+            if self.matd3.critic != crate::nets::CriticKind::Centralized {
+                return Err(ConfigError::new("analytic_q_cost", "false with matd3.critic = \"local\"", "true"));
+            }
         }
         self.matd3.validate()?;
         self.maddpg.validate()?;

@@ -9,6 +9,14 @@
 //! * the actor (and the targets) updated every `policy_delay` critic updates, maximising
 //!   Q₁(s, μ(o₁), …, μ(o_n)) — the joint deterministic policy gradient through the shared actor;
 //! * Adam, global-norm gradient clipping, soft target updates with rate τ.
+//!
+//! With a known action cost ([`ActionCost`], the training config's `analytic_q_cost`): the reward
+//! is r = r_v − c(a), where c(a) = α·mean_k |q_k(a)| is the reactive-power term, an exact function
+//! of the joint action (given each agent's residual base and action range). The critics then learn
+//! G = Q + c — the return without the immediate cost — with target
+//! y = r + c(a) + γ (1 − done) (min_j G_j'(s', ã') − c(ã')), and the actor maximises
+//! G₁(s, μ(o)) − c(μ(o)): the same objective as Q₁, but the cost's gradient is exact instead of
+//! learnt, per agent, from a team reward averaged over every inverter.
 
 use crate::buffer::Batch;
 use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, Critic, CriticKind};
@@ -92,6 +100,30 @@ impl Matd3Config {
     }
 }
 
+/// The reward's reactive-power term as a function of the actions: c(a) = w · mean_k |clamp(b_k +
+/// dz(a_k), ±1)| · r_k, with w = α (the reward's `q_weight`) · `reward_scale`, dz the action dead
+/// zone, b_k the residual base and r_k the action range in force (Mvar per unit of action) —
+/// exactly the environment's α·mean_k |q_k| (tested in `tests/action_cost.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActionCost {
+    /// α · reward_scale (per Mvar of mean |q|).
+    pub weight: f64,
+    /// The action dead zone d ∈ [0, 1).
+    pub dead_zone: f64,
+}
+
+impl ActionCost {
+    /// c(a) per transition, [B, 1], for actions `a` [B, n] (before the dead zone), residual bases
+    /// `base` and ranges `range` [B, n].
+    pub fn cost(&self, a: &Tensor, base: &Tensor, range: &Tensor) -> Tensor {
+        let a = a.clamp(-1.0, 1.0);
+        let d = self.dead_zone;
+        let dz = if d > 0.0 { a.sign() * (a.abs() - d).relu() / (1.0 - d) } else { a };
+        let applied = (base + dz).clamp(-1.0, 1.0);
+        (applied.abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
+    }
+}
+
 /// Losses of one update.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UpdateInfo {
@@ -120,6 +152,8 @@ pub struct Matd3 {
     /// libtorch's global generator).
     noise_rng: std::cell::RefCell<rand_chacha::ChaCha8Rng>,
     noise_buf: std::cell::RefCell<Vec<f32>>,
+    /// The known action cost (None: the critics learn the whole reward).
+    cost: Option<ActionCost>,
 }
 
 impl Matd3 {
@@ -163,7 +197,13 @@ impl Matd3 {
             updates: 0,
             noise_rng: std::cell::RefCell::new(rand::SeedableRng::seed_from_u64(seed)),
             noise_buf: std::cell::RefCell::new(Vec::new()),
+            cost: None,
         })
+    }
+
+    /// Learn with the known action cost (batches must carry its terms; centralised critics only).
+    pub fn set_action_cost(&mut self, cost: Option<ActionCost>) {
+        self.cost = cost;
     }
 
     /// Deterministic actions for one joint observation [n_agents × obs_dim] (row-major; with the
@@ -196,11 +236,18 @@ impl Matd3 {
         let c = &self.cfg;
         // Critic target with target policy smoothing.
         let (kind, n) = (c.critic, b.obs.size()[1]);
+        let cost = self.cost.map(|k| (k, b.cost.as_ref().expect("a batch with the action-cost terms")));
         let y = tch::no_grad(|| {
             let next_a = self.smoothed_target_actions(&b.next_obs);
             let (s, a) = kind.inputs(&b.next_obs, &b.next_state, &next_a);
-            let q_next = self.q1_target.forward(&s, &a).min_other(&self.q2_target.forward(&s, &a));
-            kind.rows(&b.reward, n) * c.reward_scale + (1.0 - kind.rows(&b.done, n)) * c.gamma * q_next
+            let mut q_next = self.q1_target.forward(&s, &a).min_other(&self.q2_target.forward(&s, &a));
+            let mut r = kind.rows(&b.reward, n) * c.reward_scale;
+            if let Some((k, t)) = cost {
+                // G' − c(ã') is Q' at the successor; r + c(a) is the reward without its cost.
+                q_next = q_next - k.cost(&next_a, &t.next_base, &t.next_range);
+                r = r + k.cost(&b.actions, &t.base, &t.range);
+            }
+            r + (1.0 - kind.rows(&b.done, n)) * c.gamma * q_next
         });
         let (s, a) = kind.inputs(&b.obs, &b.state, &b.actions);
         let q1 = self.q1.forward(&s, &a);
@@ -213,8 +260,13 @@ impl Matd3 {
         self.updates += 1;
         let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]) };
         if self.updates % c.policy_delay.max(1) == 0 {
-            let (s, a) = kind.inputs(&b.obs, &b.state, &self.actor.forward(&b.obs));
-            let actor_loss = -self.q1.forward(&s, &a).mean(Kind::Float);
+            let mu = self.actor.forward(&b.obs);
+            let (s, a) = kind.inputs(&b.obs, &b.state, &mu);
+            let mut objective = self.q1.forward(&s, &a);
+            if let Some((k, t)) = cost {
+                objective = objective - k.cost(&mu, &t.base, &t.range);
+            }
+            let actor_loss = -objective.mean(Kind::Float);
             self.actor_opt.zero_grad();
             actor_loss.backward();
             clip_grad_norm(&self.actor_vs, c.grad_clip);

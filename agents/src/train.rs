@@ -178,6 +178,8 @@ pub struct Trainer {
     env: VoltageEnv,
     pub learner: Learner,
     buffer: ReplayBuffer,
+    /// Scratch: each inverter's action range in force after a step (Mvar per unit of action).
+    q_range: Vec<f64>,
     rng: ChaCha8Rng,
     pub progress: Progress,
     /// Dead zone and safety layer between the (exploring) actor and the grid: the same pipeline
@@ -276,12 +278,20 @@ impl Trainer {
         if hd > 0 && cfg.normalize_obs {
             return Err(ConfigError::new("normalize_obs", "false with a recurrent actor (matd3/maddpg.actor_gru)", "true").into());
         }
+        let mut learner = learner;
+        if let Learner::Matd3(m) = &mut learner {
+            if cfg.analytic_q_cost {
+                m.set_action_cost(Some(crate::matd3::ActionCost { weight: task.spec.reward.q_weight * cfg.matd3.reward_scale, dead_zone: cfg.action_dead_zone }));
+            }
+        }
+        let buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };
         Ok(Trainer {
             pipeline,
             safety_interventions: 0,
             safety_infeasible: 0,
             policy_actions: vec![0.0; n],
-            buffer: ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd),
+            buffer,
+            q_range: vec![0.0; n],
             hidden: crate::nets::Hidden::new(n, hd),
             ep: EpisodeState { applied: Vec::with_capacity((task.spec.episode_steps + 1) * n), ..Default::default() },
             segments: Default::default(),
@@ -581,6 +591,13 @@ impl Trainer {
                     self.buffer.push(&self.aug, &self.state, &self.actions_f32, s.reward as f32, &self.next_aug, self.env.state(), s.terminated);
                 } else {
                     self.buffer.push(&self.obs, &self.state, &self.actions_f32, s.reward as f32, self.env.observations(), self.env.state(), s.terminated);
+                }
+                if self.buffer.has_cost() {
+                    for (k, r) in self.q_range.iter_mut().enumerate() {
+                        *r = self.env.q_range_in_force(k);
+                    }
+                    let continues = self.ep.applied.len() > n;
+                    self.buffer.push_cost(self.pipeline.base(), &self.q_range, continues);
                 }
                 self.progress.step += 1;
                 log.step(self.progress.step);

@@ -133,6 +133,8 @@ pub struct ActionPipeline {
     deployment: Deployment,
     safety: SafetyLayer,
     proposal: Vec<f64>,
+    /// The residual base of the last call (droop's actions; zeros without a residual).
+    base: Vec<f64>,
     stats: PipelineStats,
 }
 
@@ -142,7 +144,7 @@ impl ActionPipeline {
             return Err(DeployError::DeadZone(deployment.dead_zone));
         }
         let safety = SafetyLayer::new(task, deployment.safety)?;
-        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
+        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], base: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
     }
 
     /// Maps a controller's raw actions to the actions the grid gets (`out`); afterwards
@@ -154,7 +156,8 @@ impl ActionPipeline {
         if self.deployment.residual == Residual::Droop {
             let curve = crate::action::DroopCurve::DEFAULT;
             for (k, a) in self.proposal.iter_mut().enumerate() {
-                *a = (crate::action::droop_action(env, k, &curve, 0.1) + *a).clamp(-1.0, 1.0);
+                self.base[k] = crate::action::droop_action(env, k, &curve, 0.1);
+                *a = (self.base[k] + *a).clamp(-1.0, 1.0);
             }
         }
         let t0 = Instant::now();
@@ -186,6 +189,13 @@ impl ActionPipeline {
     /// layer).
     pub fn proposal(&self) -> &[f64] {
         &self.proposal
+    }
+
+    /// The residual base of the last [`apply`](Self::apply): what the raw actions (after the dead
+    /// zone) were added to before the clamp to [−1, 1] — droop's actions, or zeros without a
+    /// residual.
+    pub fn base(&self) -> &[f64] {
+        &self.base
     }
 
     pub fn deployment(&self) -> &Deployment {

@@ -513,6 +513,14 @@ impl VoltageEnv {
         Ok(())
     }
 
+    /// Agent `k`'s action range in force: the Mvar per unit of action (`action_scale` · √(S² − p²))
+    /// at the active power the last step was solved with — after [`step`](Self::step), the setpoint
+    /// the step applied is q_k = a_k · this (a_k the clamped action, before any fault or capacity
+    /// clip). What the reward's reactive-power term α·mean_k |q_k| is made of, per unit of action.
+    pub fn q_range_in_force(&self, k: usize) -> f64 {
+        crate::action::q_range(self.task.spec.action_scale, q_available(self.task.pvs[k].s_mva, self.pv_p[k]))
+    }
+
     /// PV active power the panels offer now, before curtailment (MW, per agent).
     pub fn pv_available_mw(&self) -> &[f64] {
         &self.pv_avail

@@ -1,0 +1,184 @@
+//! The known action cost (`analytic_q_cost`, `matd3::ActionCost`): that the torch expression is
+//! the environment's own reactive-power term, that the replay buffer links each transition to its
+//! successor's terms (live and after a checkpoint round trip), and that a run with it is
+//! deterministic and refuses the configurations it cannot model.
+
+use std::sync::Arc;
+use tch::Tensor;
+use voltarena_agents::buffer::{Batch, ReplayBuffer};
+use voltarena_agents::matd3::ActionCost;
+use voltarena_agents::train::{Logger, TrainConfig, Trainer};
+use voltarena_env::deploy::{ActionPipeline, Deployment, Residual};
+use voltarena_env::{MetricsSummary, ResetOptions, Split, Task, VoltageEnv};
+
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn task_with_q_weight(name: &str, q_weight: f64) -> Arc<Task> {
+    let task = Task::load(name).unwrap();
+    let mut spec = task.spec.clone();
+    spec.reward.q_weight = q_weight;
+    Arc::new(Task::build(spec, &task.source, None).unwrap())
+}
+
+/// On real feeders, with random actions through a dead zone and a droop residual: the torch cost
+/// of (action, base, range) equals α·mean|q| of the step the environment solved, and the reward
+/// of the same step with α = 0 is the reward plus exactly that term — so r = r_v − c(a) holds and
+/// the critics' target G = Q + c is what the update computes.
+#[test]
+fn the_known_cost_is_the_rewards_reactive_power_term() {
+    use rand::{RngExt, SeedableRng};
+    for name in ["mapdn33", "mapdn141"] {
+        let alpha = 0.37;
+        let (with, without) = (task_with_q_weight(name, alpha), task_with_q_weight(name, 0.0));
+        let mut envs = [VoltageEnv::new(with.clone()).unwrap(), VoltageEnv::new(without).unwrap()];
+        let dep = Deployment { dead_zone: 0.2, residual: Residual::Droop, ..Default::default() };
+        let mut pipe = ActionPipeline::new(&with, dep).unwrap();
+        let n = envs[0].n_agents();
+        let cost = ActionCost { weight: alpha, dead_zone: 0.2 };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let opts = ResetOptions { split: Split::Train, ..Default::default() };
+        for e in &mut envs {
+            e.reset(7, &opts).unwrap();
+        }
+        let (mut raw, mut applied) = (vec![0.0; n], vec![0.0; n]);
+        let mut nonzero = 0;
+        for step in 0..60 {
+            for a in raw.iter_mut() {
+                *a = rng.random_range(-1.0..=1.0);
+            }
+            pipe.apply(&envs[0], &raw, &mut applied);
+            let base = pipe.base().to_vec();
+            let s0 = envs[0].step(&applied).unwrap();
+            let s1 = envs[1].step(&applied).unwrap();
+            let range: Vec<f64> = (0..n).map(|k| envs[0].q_range_in_force(k)).collect();
+            let t = |v: &[f64]| Tensor::from_slice(&v.iter().map(|&x| x as f32).collect::<Vec<f32>>()).view([1, n as i64]);
+            let c = cost.cost(&t(&raw), &t(&base), &t(&range)).double_value(&[0, 0]);
+            let want = alpha * s0.metrics.ql_mvar;
+            assert!((c - want).abs() <= 1e-6 * want.abs().max(1e-3), "{name} step {step}: torch cost {c}, environment's α·QL {want}");
+            assert!((s1.reward - s0.reward - want).abs() < 1e-12, "{name} step {step}: r(α=0) − r = {}, α·QL = {want}", s1.reward - s0.reward);
+            nonzero += (want > 0.0) as usize;
+            if s0.terminated || s0.truncated {
+                break;
+            }
+        }
+        assert!(nonzero > 30, "{name}: the check saw reactive power on {nonzero} steps only");
+    }
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+}
+
+fn batch_columns(b: &Batch) -> Vec<Vec<f32>> {
+    let c = b.cost.as_ref().expect("cost terms");
+    [&b.obs, &b.state, &b.actions, &b.reward, &b.next_obs, &b.next_state, &b.done, &c.base, &c.range, &c.next_base, &c.next_range].into_iter().map(flat).collect()
+}
+
+/// Transition t of a 7-step episode carries base t + k/10 and range 100 + t for agent k, and its
+/// reward is t: a sampled row's successor terms are transition t + 1's inside an episode and its
+/// own at an episode's end and for the newest transition — live, and after the buffer went
+/// through replay segments (one boundary inside an episode).
+#[test]
+fn successors_link_within_episodes_and_across_segments() {
+    use rand::SeedableRng;
+    let (n, od, sd, cap) = (3, 2, 2, 64);
+    let mut b = ReplayBuffer::with_cost(cap, n, od, sd);
+    let total = 100u64;
+    for t in 0..total {
+        let o = vec![t as f32; n * od];
+        let o2 = vec![t as f32 + 1.0; n * od];
+        let s = vec![t as f32; sd];
+        let s2 = vec![t as f32 + 1.0; sd];
+        b.push(&o, &s, &vec![0.1; n], t as f32, &o2, &s2, t % 7 == 6);
+        let base: Vec<f64> = (0..n).map(|k| t as f64 + k as f64 / 10.0).collect();
+        b.push_cost(&base, &vec![100.0 + t as f64; n], t % 7 != 0);
+    }
+    let check = |buf: &mut ReplayBuffer, tag: &str| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let batch = buf.sample(256, &mut rng);
+        let cols = batch_columns(&batch);
+        let (reward, base, next_base, next_range) = (&cols[3], &cols[7], &cols[9], &cols[10]);
+        let mut linked = 0;
+        for (row, &r) in reward.iter().enumerate() {
+            let t = r as u64;
+            let succ = if t % 7 != 6 && t + 1 < total { t + 1 } else { t };
+            linked += (succ != t) as usize;
+            for k in 0..n {
+                assert_eq!(base[row * n + k], t as f32 + k as f32 / 10.0, "{tag}");
+                assert_eq!(next_base[row * n + k], succ as f32 + k as f32 / 10.0, "{tag}: transition {t}, agent {k}");
+                assert_eq!(next_range[row * n + k], 100.0 + succ as f32, "{tag}");
+            }
+        }
+        assert!(linked > 150, "{tag}");
+        cols
+    };
+    let live = check(&mut b, "live");
+    let dir = std::env::temp_dir().join(format!("va-cost-seg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mid = 50; // transition 50 continues 49's episode
+    let segs = [b.encode_segment(b.first_kept(), mid), b.encode_segment(mid, total)];
+    let mut r = ReplayBuffer::with_cost(cap, n, od, sd);
+    for (i, bytes) in segs.iter().enumerate() {
+        r.decode_segment(&dir.join(format!("s{i}")), bytes, b.first_kept()).unwrap();
+    }
+    r.set_pushed(total);
+    assert_eq!(check(&mut r, "decoded"), live, "the decoded buffer samples as the live one");
+    // A run without the cost terms refuses a segment that has them, saying why.
+    let mut plain = ReplayBuffer::new(cap, n, od, sd);
+    let err = plain.decode_segment(&dir.join("s0"), &segs[0], 0).unwrap_err().to_string();
+    assert!(err.contains("s0") && err.contains("analytic_q_cost"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Record(Vec<(usize, f64, MetricsSummary)>);
+impl Logger for Record {
+    fn train_episode(&mut self, _: usize, _: usize, _: f64, _: &MetricsSummary) {}
+    fn update(&mut self, _: usize, _: &voltarena_agents::matd3::UpdateInfo) {}
+    fn eval(&mut self, step: usize, r: f64, m: &MetricsSummary) {
+        self.0.push((step, r, m.clone()));
+    }
+    fn checkpoint(&mut self, _: &Trainer) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn config(extra: &str) -> TrainConfig {
+    toml::from_str(&format!(
+        "task = \"mapdn33\"\nalgorithm = \"matd3\"\nseed = 3\ntotal_steps = 500\nlearning_starts = 200\n\
+         eval_every = 250\neval_episodes = 1\ncheckpoint_every = 0\naction_dead_zone = 0.1\nresidual = \"droop\"\n{extra}\n[matd3]\nbatch_size = 32\n"
+    ))
+    .unwrap()
+}
+
+fn run(cfg: TrainConfig) -> Vec<(usize, f64, MetricsSummary)> {
+    let mut t = Trainer::new(cfg).unwrap();
+    let mut log = Record(Vec::new());
+    t.run(&mut log).unwrap();
+    log.0
+}
+
+#[test]
+fn a_run_with_the_known_cost_is_deterministic_and_refuses_what_it_cannot_model() {
+    let _guard = torch_lock();
+    let a = run(config("analytic_q_cost = true"));
+    assert_eq!(a, run(config("analytic_q_cost = true")), "two runs with one seed differ");
+    assert_eq!(a.len(), 2);
+    let plain = run(config(""));
+    assert_ne!(a.iter().map(|x| x.1).collect::<Vec<_>>(), plain.iter().map(|x| x.1).collect::<Vec<_>>(), "the option changes nothing");
+    // Off, the key stays out of the resolved config (earlier runs' hashes hold).
+    assert!(!toml::to_string(&config("")).unwrap().contains("analytic_q_cost"));
+    let on = TrainConfig { analytic_q_cost: true, ..config("") };
+    let mut maddpg = on.clone();
+    maddpg.algorithm = voltarena_agents::train::Algorithm::Maddpg;
+    let normalized = TrainConfig { normalize_reward: true, ..on.clone() };
+    let mut safe = TrainConfig { store_filtered_action: false, ..on.clone() };
+    safe.safety.kind = voltarena_env::safety::SafetyKind::Projection;
+    for (cfg, why) in [(maddpg, "matd3"), (normalized, "normalize_reward"), (safe, "safety layer")] {
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("analytic_q_cost") && err.contains(why), "{why}: {err}");
+    }
+}
