@@ -128,7 +128,7 @@ pub struct TrainConfig {
     /// and the full range stays reachable. The replay buffer and the critics keep the actor's action
     /// a (the dead zone is part of the environment as the agents see it); evaluation and deployed
     /// policies apply the same map.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::nets::is_zero")]
     pub action_dead_zone: f64,
     /// What the actor's actions are added to: `"none"` or `"droop"` (a residual policy on top of
     /// droop with the registry's defaults: zero output is droop). In training, evaluation and
@@ -215,11 +215,6 @@ fn one() -> usize {
 }
 fn yes() -> bool {
     true
-}
-/// Like [`crate::nets::is_false`]: an option that is off stays out of the resolved config, so the
-/// config hashes of earlier runs stay valid.
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
 }
 fn d_learning_starts() -> usize {
     2000

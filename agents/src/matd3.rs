@@ -54,6 +54,11 @@ pub struct Matd3Config {
     pub reward_scale: f64,
     /// `centralized` (MATD3) or `local` (the ITD3 ablation).
     pub critic: CriticKind,
+    /// The actor's last layer starts uniform in ±this (weights and bias; DDPG's 3e-3), so the
+    /// first policy acts ≈ 0 — with `residual = "droop"`, ≈ droop — instead of wherever a random
+    /// network lands; 0 (default): libtorch's initialisation. Left out of the resolved config when 0.
+    #[serde(skip_serializing_if = "crate::nets::is_zero")]
+    pub actor_last_init: f64,
 }
 
 impl Default for Matd3Config {
@@ -73,6 +78,7 @@ impl Default for Matd3Config {
             grad_clip: 1.0,
             reward_scale: 1.0,
             critic: CriticKind::Centralized,
+            actor_last_init: 0.0,
         }
     }
 }
@@ -96,6 +102,7 @@ impl Matd3Config {
         c.at_least("policy_delay", self.policy_delay, 1)?;
         c.non_negative("target_noise", self.target_noise)?;
         c.non_negative("target_noise_clip", self.target_noise_clip)?;
+        c.non_negative("actor_last_init", self.actor_last_init)?;
         Ok(())
     }
 }
@@ -165,6 +172,9 @@ impl Matd3 {
         let actor_vs = nn::VarStore::new(dev);
         let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };
         let actor = mk(&actor_vs.root());
+        if cfg.actor_last_init > 0.0 {
+            crate::nets::init_uniform(&actor_vs, "l3.", cfg.actor_last_init, seed ^ 0x1A57);
+        }
         let mut actor_target_vs = nn::VarStore::new(dev);
         let actor_target = mk(&actor_target_vs.root());
         actor_target_vs.copy(&actor_vs)?;

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 pub fn is_false(b: &bool) -> bool {
     !*b
 }
+
+/// For `skip_serializing_if`: a numeric option that is off (0) stays out of the resolved config.
+pub fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -179,6 +184,20 @@ impl Hidden {
     /// The next state becomes the current one.
     pub fn commit(&mut self) {
         std::mem::swap(&mut self.h, &mut self.next);
+    }
+}
+
+/// Re-initialises every variable of `vs` whose name starts with `prefix` uniform in ±`bound`, from
+/// a ChaCha stream seeded with `seed` (not libtorch's generator: the same values on every CPU).
+pub fn init_uniform(vs: &nn::VarStore, prefix: &str, bound: f64, seed: u64) {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let b = bound as f32;
+    for (_, mut v) in vars {
+        let values: Vec<f32> = (0..v.numel()).map(|_| rng.random_range(-b..=b)).collect();
+        tch::no_grad(|| v.copy_(&Tensor::from_slice(&values).view(v.size().as_slice())));
     }
 }
 
