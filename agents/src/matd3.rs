@@ -8,7 +8,9 @@
 //!   ε ~ N(0, σ_target) — target policy smoothing;
 //! * the actor (and the targets) updated every `policy_delay` critic updates, maximising
 //!   Q₁(s, μ(o₁), …, μ(o_n)) — the joint deterministic policy gradient through the shared actor;
-//! * Adam, global-norm gradient clipping, soft target updates with rate τ.
+//! * Adam, global-norm gradient clipping, soft target updates with rate τ;
+//! * optionally a critic warm-up (`actor_warmup`): the first critic updates train the critics
+//!   (and move their targets) with the actor held where it starts.
 //!
 //! With a known action cost ([`ActionCost`], the training config's `analytic_q_cost`): the reward
 //! is r = r_v − c(a), where c(a) = α·mean_k |q_k(a)| is the reactive-power term, an exact function
@@ -59,6 +61,13 @@ pub struct Matd3Config {
     /// network lands; 0 (default): libtorch's initialisation. Left out of the resolved config when 0.
     #[serde(skip_serializing_if = "crate::nets::is_zero")]
     pub actor_last_init: f64,
+    /// Critic updates before the first actor update (critic warm-up): the critics (and their
+    /// targets) learn the behaviour policy's values first, so the actor does not follow the
+    /// gradient of an untrained critic away from where it starts (with `actor_last_init` and
+    /// `residual = "droop"`: away from droop). 0 (default): none. Left out of the resolved config
+    /// when 0.
+    #[serde(skip_serializing_if = "crate::nets::is_zero_usize")]
+    pub actor_warmup: usize,
 }
 
 impl Default for Matd3Config {
@@ -79,6 +88,7 @@ impl Default for Matd3Config {
             reward_scale: 1.0,
             critic: CriticKind::Centralized,
             actor_last_init: 0.0,
+            actor_warmup: 0,
         }
     }
 }
@@ -270,19 +280,21 @@ impl Matd3 {
         self.updates += 1;
         let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]) };
         if self.updates % c.policy_delay.max(1) == 0 {
-            let mu = self.actor.forward(&b.obs);
-            let (s, a) = kind.inputs(&b.obs, &b.state, &mu);
-            let mut objective = self.q1.forward(&s, &a);
-            if let Some((k, t)) = cost {
-                objective = objective - k.cost(&mu, &t.base, &t.range);
+            if self.updates > c.actor_warmup {
+                let mu = self.actor.forward(&b.obs);
+                let (s, a) = kind.inputs(&b.obs, &b.state, &mu);
+                let mut objective = self.q1.forward(&s, &a);
+                if let Some((k, t)) = cost {
+                    objective = objective - k.cost(&mu, &t.base, &t.range);
+                }
+                let actor_loss = -objective.mean(Kind::Float);
+                self.actor_opt.zero_grad();
+                actor_loss.backward();
+                clip_grad_norm(&self.actor_vs, c.grad_clip);
+                self.actor_opt.step();
+                info.actor_loss = Some(actor_loss.double_value(&[]));
+                soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
             }
-            let actor_loss = -objective.mean(Kind::Float);
-            self.actor_opt.zero_grad();
-            actor_loss.backward();
-            clip_grad_norm(&self.actor_vs, c.grad_clip);
-            self.actor_opt.step();
-            info.actor_loss = Some(actor_loss.double_value(&[]));
-            soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
             soft_update(&mut self.critic_target_vs, &self.critic_vs, c.tau);
         }
         info

@@ -14,6 +14,11 @@ pub fn is_false(b: &bool) -> bool {
 pub fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
+
+/// For `skip_serializing_if`: a count that is off (0) stays out of the resolved config.
+pub fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
+}
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 

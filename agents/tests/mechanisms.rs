@@ -418,3 +418,36 @@ fn a_small_last_layer_starts_the_actor_near_zero_on_every_cpu() {
     assert_ne!(small, acts(3e-3, 2));
     assert!(toml::to_string(&Matd3Config::default()).unwrap().find("actor_last_init").is_none(), "off stays out of resolved configs");
 }
+
+#[test]
+fn the_critic_warm_up_holds_the_actor_and_then_lets_it_learn() {
+    let _guard = torch_lock();
+    use rand::SeedableRng;
+    tch::manual_seed(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let batch = filled_buffer(3).sample(256, &mut rng);
+    let obs: Vec<f32> = (0..N * OD).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut m = Matd3::new(Matd3Config { actor_warmup: 40, ..Default::default() }, N, OD, SD, 0).unwrap();
+    let acts = |m: &Matd3| {
+        let mut a = vec![0.0; N];
+        m.act(&obs, N, &mut a);
+        a
+    };
+    let (start, target_start) = (acts(&m), m.target_actions(&Tensor::from_slice(&obs).view([1, N as i64, OD as i64])));
+    let first = m.update(&batch).critic_loss;
+    let mut last = first;
+    for u in 2..=40 {
+        let info = m.update(&batch);
+        assert!(info.actor_loss.is_none(), "update {u} is in the warm-up: no actor update");
+        last = info.critic_loss;
+    }
+    assert_eq!(acts(&m), start, "the actor is held through the warm-up");
+    let target_now = m.target_actions(&Tensor::from_slice(&obs).view([1, N as i64, OD as i64]));
+    assert_eq!(Vec::<f32>::try_from(target_now.flatten(0, -1)).unwrap(), Vec::<f32>::try_from(target_start.flatten(0, -1)).unwrap(), "and so is its target");
+    assert!(last < first, "the critics learn meanwhile: {first} -> {last}");
+    // Update 42 is the first actor update after the warm-up (policy_delay 2).
+    assert!(m.update(&batch).actor_loss.is_none());
+    assert!(m.update(&batch).actor_loss.is_some(), "the actor learns after the warm-up");
+    assert_ne!(acts(&m), start);
+    assert!(toml::to_string(&Matd3Config::default()).unwrap().find("actor_warmup").is_none(), "off stays out of resolved configs");
+}
