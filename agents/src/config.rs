@@ -170,6 +170,11 @@ impl TrainConfig {
             c.at_least("eval_episodes", self.eval_episodes, 1)?;
         }
         c.right_open("action_dead_zone", self.action_dead_zone, 0.0, 1.0)?;
+        if let Some(r) = &self.reward {
+            c.non_negative("reward.q_weight", r.q_weight)?;
+            c.non_negative("reward.loss_weight", r.loss_weight)?;
+            c.non_negative("reward.violation_weight", r.violation_weight)?;
+        }
         // The buffer's filtered action is the dead zone's preimage of the applied one; with a residual
         // base that preimage would need the base too.
         if !self.residual.is_none() && self.safety.kind != voltarena_env::safety::SafetyKind::None && self.store_filtered_action {

@@ -614,6 +614,9 @@ impl VoltageEnv {
         if spec.reward.loss_weight != 0.0 {
             r += spec.reward.loss_weight * m.loss_mw / self.task.n_branches.max(1) as f64;
         }
+        if spec.reward.violation_weight != 0.0 {
+            r += spec.reward.violation_weight * (1.0 - m.cr);
+        }
         -r
     }
 

@@ -466,3 +466,30 @@ fn curtailment_caps_pv_infeed_until_reset_and_bad_caps_are_refused() {
     bad[7] = -1.0;
     assert!(env.set_curtailment(&bad).is_err(), "negative refused");
 }
+
+#[test]
+fn the_violation_term_charges_exactly_the_steps_cr_fails() {
+    // Same episode and actions with w_v = 0 and w_v = 0.7: the rewards differ by 0.7 exactly on the
+    // steps where some bus is outside [v_min, v_max] (checked here from the voltages themselves),
+    // and are equal elsewhere. mapdn141 over-voltages at noon without control, so both kinds occur.
+    let base = Task::builtin("mapdn141").unwrap();
+    let mut spec = base.spec.clone();
+    spec.reward.violation_weight = 0.7;
+    let weighted = Arc::new(Task::build(spec, "test", None).unwrap());
+    let (mut a, mut b) = (VoltageEnv::new(Arc::new(base)).unwrap(), VoltageEnv::new(weighted.clone()).unwrap());
+    let opts = ResetOptions { split: Split::Test, ..Default::default() };
+    a.reset(5, &opts).unwrap();
+    b.reset(5, &opts).unwrap();
+    let actions = vec![0.0; weighted.n_agents()];
+    let (mut failed, mut kept) = (0, 0);
+    for _ in 0..120 {
+        let (sa, sb) = (a.step(&actions).unwrap(), b.step(&actions).unwrap());
+        let vm = b.vm_pu();
+        let all_in = weighted.metric_buses.iter().all(|&i| vm[i] >= weighted.spec.v_min && vm[i] <= weighted.spec.v_max);
+        let expect = if all_in { 0.0 } else { 0.7 };
+        assert!((sa.reward - sb.reward - expect).abs() < 1e-12, "{} − {} vs {expect}", sa.reward, sb.reward);
+        if all_in { kept += 1 } else { failed += 1 }
+    }
+    assert!(failed > 0 && kept > 0, "both kinds of step: {failed} failed, {kept} kept");
+    assert!(toml::to_string(&voltarena_env::task::RewardSpec::default()).unwrap().find("violation_weight").is_none());
+}

@@ -186,7 +186,11 @@ pub enum BusSet {
     All,
 }
 
-/// `[reward]`: r = −(mean voltage barrier + α · mean |q| [+ w · mean branch loss]).
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// `[reward]`: r = −(mean voltage barrier + α · mean |q| [+ w · mean branch loss] [+ w_v · (1 − CR_t)]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardSpec {
@@ -196,6 +200,13 @@ pub struct RewardSpec {
     pub q_weight: f64,
     /// Weight of the mean branch loss (MW) term; 0 = off.
     pub loss_weight: f64,
+    /// Weight w of a penalty for every step with a bus outside [v_min, v_max] — the steps CR
+    /// counts as failed: r −= w · (1 − CR_t). The barriers price a violation by its depth, so a
+    /// feeder-wide average makes a slight violation at one bus cheap next to the reactive power
+    /// that prevents it; this term prices it as the benchmark scores it. 0 (default) = off, and
+    /// left out of resolved configs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub violation_weight: f64,
     /// Subtracted from the previous reward when the power flow fails (MAPDN: 200).
     pub divergence_penalty: f64,
     /// Buses in the voltage term and in CR; default: all for compat mode, non-slack for clean.
@@ -204,7 +215,7 @@ pub struct RewardSpec {
 
 impl Default for RewardSpec {
     fn default() -> Self {
-        RewardSpec { barrier: Barrier::L1, q_weight: 0.1, loss_weight: 0.0, divergence_penalty: 200.0, buses: None }
+        RewardSpec { barrier: Barrier::L1, q_weight: 0.1, loss_weight: 0.0, violation_weight: 0.0, divergence_penalty: 200.0, buses: None }
     }
 }
 
