@@ -294,3 +294,19 @@ fn slurm_collect_refuses_stale_entries_of_an_earlier_submission_and_emit_checks_
     assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The committed seed studies re-evaluate bit for bit from their committed policies, on whatever
+/// machine runs the tests (CI's CPU may differ from the one that trained them).
+#[test]
+fn every_committed_seed_study_verifies() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut studies: Vec<_> = std::fs::read_dir(root.join("results")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("rl_") && p.join("leaderboard.json").exists() && p.join("runs").is_dir()).collect();
+    studies.sort();
+    assert!(studies.len() >= 2, "rl_mapdn33_seeds and rl_mapdn141_seeds at least: {studies:?}");
+    for dir in studies {
+        let out = Command::new(env!("CARGO_BIN_EXE_voltarena")).args(["leaderboard", "--verify", dir.to_str().unwrap(), "--jobs", "2"]).current_dir(root).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {err}", dir.display());
+        assert!(err.contains("verified") || String::from_utf8_lossy(&out.stdout).contains("verified"), "{}: {err}", dir.display());
+    }
+}
