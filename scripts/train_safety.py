@@ -10,13 +10,15 @@ A run directory is any folder holding a metrics.csv written by `voltarena train`
 """
 import csv
 import sys
+import tomllib
 from pathlib import Path
 
 
 def summarise(run: Path):
     path = run / "metrics.csv"
     try:
-        rows = [r for r in csv.DictReader(open(path, newline="")) if r["kind"] == "train"]
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["kind"] == "train"]
     except (OSError, KeyError) as e:
         sys.exit(f"{path}: not a voltarena metrics.csv ({e})")
     if not rows:
@@ -28,12 +30,11 @@ def summarise(run: Path):
         prev = step
     full = max(lengths[:-1] or lengths)  # the last row may be an episode cut by total_steps
     ended_early = sum(1 for n in lengths[:-1] if n < full)
-    cfg = {}
-    for line in open(run / "config.toml"):
-        if "=" in line and not line.startswith(("[", "#")):
-            k, v = line.split("=", 1)
-            cfg.setdefault(k.strip(), v.split("#")[0].strip())
-    starts = int(cfg.get("learning_starts", "0"))
+    try:
+        with open(run / "config.toml", "rb") as f:
+            starts = int(tomllib.load(f).get("learning_starts", 2000))  # TrainConfig's default
+    except (OSError, tomllib.TOMLDecodeError, ValueError) as e:
+        sys.exit(f"{run / 'config.toml'}: not a resolved training config ({e})")
     worst = lambda rs: max(rs, key=lambda r: float(r["avv_max"])) if rs else None
     warm = worst([r for r in rows if int(r["step"]) <= starts])
     learn = worst([r for r in rows if int(r["step"]) > starts])

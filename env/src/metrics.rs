@@ -82,7 +82,9 @@ pub struct MetricsSummary {
     pub curtailed_kwh: f64,
 }
 
-fn is_zero(x: &f64) -> bool {
+/// For `skip_serializing_if`: a quantity or weight that is 0 stays out of the output (and out of
+/// resolved configs, so earlier hashes stay valid).
+pub(crate) fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 

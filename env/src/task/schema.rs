@@ -186,10 +186,6 @@ pub enum BusSet {
     All,
 }
 
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
 /// `[reward]`: r = −(mean voltage barrier + α · mean |q| [+ w · mean branch loss] [+ w_v · (1 − CR_t)]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -205,7 +201,7 @@ pub struct RewardSpec {
     /// feeder-wide average makes a slight violation at one bus cheap next to the reactive power
     /// that prevents it; this term prices it as the benchmark scores it. 0 (default) = off, and
     /// left out of resolved configs.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::metrics::is_zero")]
     pub violation_weight: f64,
     /// Subtracted from the previous reward when the power flow fails (MAPDN: 200).
     pub divergence_penalty: f64,
