@@ -12,7 +12,8 @@
 //! | `algorithm` | `"matd3"` or `"maddpg"` | required |
 //! | `seed` | seeds the environment, exploration, sampling and network initialisation | 0 |
 //! | `total_steps` | environment steps in total | required |
-//! | `learning_starts` | uniform random actions, and no updates, before this step (steps) | 2000 |
+//! | `learning_starts` | no updates before this step; the actions until then are `warmup_actions` (steps) | 2000 |
+//! | `warmup_actions` | what acts before `learning_starts`: `"uniform"` (uniform random actions over the whole range) or `"actor"` (the initial actor plus the exploration noise σ, i.e. with `residual = "droop"` and a small `actor_last_init`, droop plus Gaussian noise: a warm-up that stays near a stabilising controller) (left out when `"uniform"`) | `"uniform"` |
 //! | `update_every` | one round of updates every this many environment steps | 1 |
 //! | `updates_per_round` | gradient updates per round | 1 |
 //! | `buffer_size` | replay capacity (joint transitions, one per step; ≥ the batch size) | 100000 |
@@ -58,6 +59,23 @@ impl BestBy {
     }
 }
 
+/// What acts in the warm-up, before `learning_starts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmupActions {
+    /// Uniform random actions over the whole range [−1, 1] (TD3's and MAPDN's warm-up).
+    #[default]
+    Uniform,
+    /// The initial actor, plus the Gaussian exploration noise of the step (`explore_sigma_*`).
+    Actor,
+}
+
+impl WarmupActions {
+    fn is_uniform(&self) -> bool {
+        *self == WarmupActions::Uniform
+    }
+}
+
 /// Which algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,9 +95,15 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Environment steps in total.
     pub total_steps: usize,
-    /// Random actions before this many steps, and no updates.
+    /// No updates before this many steps; until then `warmup_actions` act.
     #[serde(default = "d_learning_starts")]
     pub learning_starts: usize,
+    /// What acts before `learning_starts`: uniform random actions (default), or the initial
+    /// actor with the exploration noise — on a feeder where uniform random reactive power
+    /// collapses the grid (mapdn322), a residual actor that starts as droop keeps the warm-up's
+    /// data near a controller that holds the voltages.
+    #[serde(default, skip_serializing_if = "WarmupActions::is_uniform")]
+    pub warmup_actions: WarmupActions,
     /// One round of updates every this many environment steps.
     #[serde(default = "one")]
     pub update_every: usize,

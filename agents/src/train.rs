@@ -8,6 +8,7 @@ pub use crate::config::{Algorithm, TrainConfig};
 use crate::buffer::ReplayBuffer;
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::validate::ConfigError;
+use crate::config::WarmupActions;
 use crate::normalize::Normalizer;
 use crate::maddpg::Maddpg;
 use crate::matd3::{Matd3, UpdateInfo};
@@ -553,7 +554,7 @@ impl Trainer {
                     // that its state follows the episode; `aug` = [o ‖ h] is what the buffer keeps.
                     self.learner.act_stateful(&self.obs, n, &mut self.actions, &mut self.hidden, &mut self.aug);
                 }
-                if step < self.cfg.learning_starts {
+                if step < self.cfg.learning_starts && self.cfg.warmup_actions == WarmupActions::Uniform {
                     for a in self.actions.iter_mut() {
                         *a = rand::RngExt::random_range(&mut self.rng, -1.0..=1.0);
                     }

@@ -451,3 +451,34 @@ fn the_critic_warm_up_holds_the_actor_and_then_lets_it_learn() {
     assert_ne!(acts(&m), start);
     assert!(toml::to_string(&Matd3Config::default()).unwrap().find("actor_warmup").is_none(), "off stays out of resolved configs");
 }
+
+#[test]
+fn an_actor_warm_up_acts_near_droop_where_a_uniform_one_spans_the_range() {
+    let _guard = torch_lock();
+    // A warm-up only (learning_starts = total_steps): what the buffer stores is what acted, as
+    // actor actions (residual corrections on top of droop).
+    let text = "task = \"mapdn33\"\nalgorithm = \"matd3\"\nseed = 4\ntotal_steps = 240\nlearning_starts = 240\n\
+                eval_every = 0\ncheckpoint_every = 0\nresidual = \"droop\"\nwarmup_actions = \"actor\"\n\
+                explore_sigma_start = 0.1\nexplore_sigma_end = 0.1\n[matd3]\nbatch_size = 32\nactor_last_init = 1e-6\n";
+    let stats = |text: &str| {
+        let mut t = Trainer::new(toml::from_str(text).unwrap()).unwrap();
+        t.run(&mut Record(Vec::new())).unwrap();
+        let a: Vec<f64> = t.buffer().actions().iter().map(|x| *x as f64).collect();
+        assert_eq!(a.len(), 240 * t.task.n_agents(), "no episode ended early");
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        let sd = (a.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / a.len() as f64).sqrt();
+        (mean, sd)
+    };
+    // The initial actor is ≈ 0 (droop itself), plus N(0, 0.1²) noise.
+    let (mean, sd) = stats(text);
+    assert!(mean.abs() < 0.01 && (0.09..0.11).contains(&sd), "actor warm-up: mean {mean}, sd {sd}");
+    // The uniform warm-up draws over [−1, 1]: sd 1/√3.
+    let (mean, sd) = stats(&text.replace("warmup_actions = \"actor\"\n", ""));
+    assert!(mean.abs() < 0.05 && (0.55..0.61).contains(&sd), "uniform warm-up: mean {mean}, sd {sd}");
+    let cfg: TrainConfig = toml::from_str(text).unwrap();
+    assert!(toml::to_string(&cfg).unwrap().contains("warmup_actions = \"actor\""));
+    let off = TrainConfig { warmup_actions: Default::default(), ..cfg };
+    assert!(!toml::to_string(&off).unwrap().contains("warmup_actions"), "uniform stays out of resolved configs");
+    let err = toml::from_str::<TrainConfig>(&text.replace("\"actor\"", "\"droop\"")).err().unwrap().to_string();
+    assert!(err.contains("warmup_actions") || err.contains("unknown variant"), "{err}");
+}
