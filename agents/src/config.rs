@@ -30,6 +30,7 @@
 //! | `store_filtered_action` | with a safety layer, store the applied action (not the proposal) | true |
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
 //! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer); with a safety layer it needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
+//! | `action_scale` | the actor's actions (after the dead zone) are multiplied by this before they are added to the residual base, in (0, 1]: with `residual = "droop"` a trust region around droop (\|a_grid − droop\| ≤ s), without a residual MAPDN's action scale; with a safety layer it needs `store_filtered_action = false` (left out when 1) | 1 |
 //! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL) or `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) (left out when `"cr"`) | `"cr"` |
 //! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and the centralised critic (left out when off) | false |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
@@ -159,6 +160,11 @@ pub struct TrainConfig {
     /// deployment alike.
     #[serde(default, skip_serializing_if = "voltarena_env::deploy::Residual::is_none")]
     pub residual: voltarena_env::deploy::Residual,
+    /// Scale s ∈ (0, 1] of the actor's actions before they reach the residual base (`Deployment::
+    /// action_scale`): with `residual = "droop"` the policy stays within ±s of droop, in training
+    /// (also the warm-up's and the exploration's actions) and wherever it is deployed.
+    #[serde(default = "unit", skip_serializing_if = "is_unit")]
+    pub action_scale: f64,
     /// Which validation result `best/` keeps (`"cr"`: highest CR, then lowest QL; `"return"`:
     /// highest mean return, which weighs voltages against reactive power as the reward does).
     #[serde(default, skip_serializing_if = "BestBy::is_cr")]
@@ -194,6 +200,12 @@ impl TrainConfig {
             c.at_least("eval_episodes", self.eval_episodes, 1)?;
         }
         c.right_open("action_dead_zone", self.action_dead_zone, 0.0, 1.0)?;
+        if !(self.action_scale > 0.0 && self.action_scale <= 1.0) {
+            return Err(ConfigError::new("action_scale", "a scale in (0, 1]", self.action_scale));
+        }
+        if self.action_scale != 1.0 && self.safety.kind != voltarena_env::safety::SafetyKind::None && self.store_filtered_action {
+            return Err(ConfigError::new("store_filtered_action", "false when action_scale < 1 runs behind a safety layer", "true"));
+        }
         if let Some(r) = &self.reward {
             c.non_negative("reward.q_weight", r.q_weight)?;
             c.non_negative("reward.loss_weight", r.loss_weight)?;
@@ -235,12 +247,18 @@ impl TrainConfig {
     /// What sits between the run's actor and the grid, in training and wherever the run is
     /// deployed: its action dead zone and safety layer.
     pub fn deployment(&self) -> Deployment {
-        Deployment { dead_zone: self.action_dead_zone, safety: self.safety, residual: self.residual }
+        Deployment { dead_zone: self.action_dead_zone, safety: self.safety, residual: self.residual, action_scale: self.action_scale }
     }
 }
 
 fn one() -> usize {
     1
+}
+fn unit() -> f64 {
+    1.0
+}
+fn is_unit(x: &f64) -> bool {
+    *x == 1.0
 }
 fn yes() -> bool {
     true

@@ -127,6 +127,8 @@ pub struct ActionCost {
     pub weight: f64,
     /// The action dead zone d ∈ [0, 1).
     pub dead_zone: f64,
+    /// The action scale s ∈ (0, 1] (`TrainConfig::action_scale`).
+    pub scale: f64,
 }
 
 impl ActionCost {
@@ -136,6 +138,7 @@ impl ActionCost {
         let a = a.clamp(-1.0, 1.0);
         let d = self.dead_zone;
         let dz = if d > 0.0 { a.sign() * (a.abs() - d).relu() / (1.0 - d) } else { a };
+        let dz = if self.scale != 1.0 { dz * self.scale } else { dz };
         let applied = (base + dz).clamp(-1.0, 1.0);
         (applied.abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
     }

@@ -282,7 +282,7 @@ impl Trainer {
         let mut learner = learner;
         if let Learner::Matd3(m) = &mut learner {
             if cfg.analytic_q_cost {
-                m.set_action_cost(Some(crate::matd3::ActionCost { weight: task.spec.reward.q_weight * cfg.matd3.reward_scale, dead_zone: cfg.action_dead_zone }));
+                m.set_action_cost(Some(crate::matd3::ActionCost { weight: task.spec.reward.q_weight * cfg.matd3.reward_scale, dead_zone: cfg.action_dead_zone, scale: cfg.action_scale }));
             }
         }
         let buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };

@@ -27,18 +27,19 @@ fn task_with_q_weight(name: &str, q_weight: f64) -> Arc<Task> {
 /// On real feeders, with random actions through a dead zone and a droop residual: the torch cost
 /// of (action, base, range) equals α·mean|q| of the step the environment solved, and the reward
 /// of the same step with α = 0 is the reward plus exactly that term — so r = r_v − c(a) holds and
-/// the critics' target G = Q + c is what the update computes.
+/// the critics' target G = Q + c is what the update computes. With an action scale s < 1 the
+/// grid's action stays within ±s of droop's, and the cost follows it.
 #[test]
 fn the_known_cost_is_the_rewards_reactive_power_term() {
     use rand::{RngExt, SeedableRng};
-    for name in ["mapdn33", "mapdn141"] {
+    for (name, scale) in [("mapdn33", 1.0), ("mapdn141", 1.0), ("mapdn141", 0.3)] {
         let alpha = 0.37;
         let (with, without) = (task_with_q_weight(name, alpha), task_with_q_weight(name, 0.0));
         let mut envs = [VoltageEnv::new(with.clone()).unwrap(), VoltageEnv::new(without).unwrap()];
-        let dep = Deployment { dead_zone: 0.2, residual: Residual::Droop, ..Default::default() };
+        let dep = Deployment { dead_zone: 0.2, residual: Residual::Droop, action_scale: scale, ..Default::default() };
         let mut pipe = ActionPipeline::new(&with, dep).unwrap();
         let n = envs[0].n_agents();
-        let cost = ActionCost { weight: alpha, dead_zone: 0.2 };
+        let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let opts = ResetOptions { split: Split::Train, ..Default::default() };
         for e in &mut envs {
@@ -52,6 +53,9 @@ fn the_known_cost_is_the_rewards_reactive_power_term() {
             }
             pipe.apply(&envs[0], &raw, &mut applied);
             let base = pipe.base().to_vec();
+            for (a, b) in applied.iter().zip(&base) {
+                assert!((a - b).abs() <= scale + 1e-12, "{name}: applied {a} is more than {scale} from droop's {b}");
+            }
             let s0 = envs[0].step(&applied).unwrap();
             let s1 = envs[1].step(&applied).unwrap();
             let range: Vec<f64> = (0..n).map(|k| envs[0].q_range_in_force(k)).collect();

@@ -482,3 +482,26 @@ fn an_actor_warm_up_acts_near_droop_where_a_uniform_one_spans_the_range() {
     let err = toml::from_str::<TrainConfig>(&text.replace("\"actor\"", "\"droop\"")).err().unwrap().to_string();
     assert!(err.contains("warmup_actions") || err.contains("unknown variant"), "{err}");
 }
+
+#[test]
+fn the_action_scale_is_range_checked_and_left_out_when_off() {
+    let text = "task = \"mapdn33\"\nalgorithm = \"matd3\"\ntotal_steps = 10\nresidual = \"droop\"\naction_scale = 0.25\n";
+    let cfg: TrainConfig = toml::from_str(text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.deployment().action_scale, 0.25);
+    assert!(toml::to_string(&cfg).unwrap().contains("action_scale = 0.25"));
+    let off: TrainConfig = toml::from_str(&text.replace("action_scale = 0.25\n", "")).unwrap();
+    assert_eq!(off.action_scale, 1.0);
+    assert!(!toml::to_string(&off).unwrap().contains("action_scale"), "1 stays out of resolved configs");
+    for bad in ["0.0", "1.5", "-0.1"] {
+        let c: TrainConfig = toml::from_str(&text.replace("0.25", bad)).unwrap();
+        let err = c.validate().err().expect("refused").to_string();
+        assert!(err.contains("action_scale"), "{err}");
+    }
+    // Behind a safety layer the stored filtered action would need the scale's inverse.
+    let plain = text.replace("residual = \"droop\"\n", "");
+    let safe: TrainConfig = toml::from_str(&format!("{plain}[safety]\nkind = \"projection\"\n")).unwrap();
+    assert!(safe.validate().err().expect("refused").to_string().contains("store_filtered_action"));
+    let stored_proposals: TrainConfig = toml::from_str(&format!("{plain}store_filtered_action = false\n[safety]\nkind = \"projection\"\n")).unwrap();
+    stored_proposals.validate().unwrap();
+}

@@ -37,5 +37,15 @@ fn zero_corrections_on_the_droop_residual_are_droop() {
         let dz = Deployment { dead_zone: 0.1, ..residual };
         assert_eq!(run(Box::new(Constant(0.05)), dz).metrics, droop.metrics, "{name}");
         assert_ne!(run(Box::new(Constant(0.3)), residual).metrics, droop.metrics, "{name}");
+        // The action scale multiplies the corrections (trust region around droop) and, without a
+        // residual, the actions (MAPDN's action scale); halving is exact in floating point.
+        let half = Deployment { action_scale: 0.5, ..residual };
+        assert_eq!(run(Box::new(Constant(0.3)), half).metrics, run(Box::new(Constant(0.15)), residual).metrics, "{name}");
+        let quarter = Deployment { action_scale: 0.25, ..Default::default() };
+        assert_eq!(run(Box::new(Constant(0.8)), quarter).metrics, run(Box::new(Constant(0.2)), Deployment::default()).metrics, "{name}");
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            let err = Deployed::new(Box::new(NoControl), &task, Deployment { action_scale: bad, ..Default::default() }).err().expect("refused").to_string();
+            assert!(err.contains("action_scale"), "{err}");
+        }
     }
 }

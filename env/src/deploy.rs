@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// What sits between a controller and the grid.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
     /// Dead zone d ∈ [0, 1) of the raw actions (see [`apply_dead_zone`]; 0 = off).
@@ -35,6 +35,27 @@ pub struct Deployment {
     /// nothing, or droop's action (a residual policy: zero output is droop, not no control).
     #[serde(default, skip_serializing_if = "Residual::is_none")]
     pub residual: Residual,
+    /// Scale s ∈ (0, 1] of the controller's actions (after the dead zone, before they are added to
+    /// the residual base): a_grid = clip(base + s·a, ±1). With `residual = "droop"` it bounds how
+    /// far a policy can move from droop (|a_grid − droop| ≤ s, a trust region around a controller
+    /// that holds the voltages); without a residual it is MAPDN's action scale (|a_grid| ≤ s).
+    /// 1 = off (left out when 1).
+    #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
+    pub action_scale: f64,
+}
+
+impl Default for Deployment {
+    fn default() -> Deployment {
+        Deployment { dead_zone: 0.0, safety: SafetyConfig::default(), residual: Residual::None, action_scale: 1.0 }
+    }
+}
+
+fn unit_scale() -> f64 {
+    1.0
+}
+
+fn is_unit_scale(s: &f64) -> bool {
+    *s == 1.0
 }
 
 /// The base a residual policy's actions are added to.
@@ -83,6 +104,8 @@ impl std::str::FromStr for Checkpoint {
 pub enum DeployError {
     #[error("dead_zone: expected a fraction in [0, 1), got {0}")]
     DeadZone(f64),
+    #[error("action_scale: expected a scale in (0, 1], got {0}")]
+    ActionScale(f64),
     #[error("{0}")]
     Safety(#[from] SafetyError),
 }
@@ -143,6 +166,9 @@ impl ActionPipeline {
         if !(0.0..1.0).contains(&deployment.dead_zone) {
             return Err(DeployError::DeadZone(deployment.dead_zone));
         }
+        if !(deployment.action_scale > 0.0 && deployment.action_scale <= 1.0) {
+            return Err(DeployError::ActionScale(deployment.action_scale));
+        }
         let safety = SafetyLayer::new(task, deployment.safety)?;
         Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], base: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
     }
@@ -153,6 +179,12 @@ impl ActionPipeline {
     pub fn apply(&mut self, env: &VoltageEnv, raw: &[f64], out: &mut [f64]) -> FilterInfo {
         self.proposal.copy_from_slice(raw);
         apply_dead_zone(self.deployment.dead_zone, &mut self.proposal);
+        let scale = self.deployment.action_scale;
+        if scale != 1.0 {
+            for a in self.proposal.iter_mut() {
+                *a *= scale;
+            }
+        }
         if self.deployment.residual == Residual::Droop {
             let curve = crate::action::DroopCurve::DEFAULT;
             for (k, a) in self.proposal.iter_mut().enumerate() {
