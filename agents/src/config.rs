@@ -163,7 +163,7 @@ pub struct TrainConfig {
     /// Scale s ∈ (0, 1] of the actor's actions before they reach the residual base (`Deployment::
     /// action_scale`): with `residual = "droop"` the policy stays within ±s of droop, in training
     /// (also the warm-up's and the exploration's actions) and wherever it is deployed.
-    #[serde(default = "unit", skip_serializing_if = "is_unit")]
+    #[serde(default = "voltarena_env::deploy::unit_scale", skip_serializing_if = "voltarena_env::deploy::is_unit_scale")]
     pub action_scale: f64,
     /// Which validation result `best/` keeps (`"cr"`: highest CR, then lowest QL; `"return"`:
     /// highest mean return, which weighs voltages against reactive power as the reward does).
@@ -253,12 +253,6 @@ impl TrainConfig {
 
 fn one() -> usize {
     1
-}
-fn unit() -> f64 {
-    1.0
-}
-fn is_unit(x: &f64) -> bool {
-    *x == 1.0
 }
 fn yes() -> bool {
     true

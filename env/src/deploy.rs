@@ -50,11 +50,13 @@ impl Default for Deployment {
     }
 }
 
-fn unit_scale() -> f64 {
+/// The default action scale (off); a serde default shared with the training config.
+pub fn unit_scale() -> f64 {
     1.0
 }
 
-fn is_unit_scale(s: &f64) -> bool {
+/// Whether an action scale is off (left out of serialised configs).
+pub fn is_unit_scale(s: &f64) -> bool {
     *s == 1.0
 }
 
