@@ -59,3 +59,25 @@ fn compare_runs_everyone_on_the_same_episodes_and_keeps_partial_results() {
     assert_eq!(code, 2);
     assert!(stderr.contains("appears twice"), "{stderr}");
 }
+
+/// The shipped droop-curve comparison runs on any task (`--set task=...`) and its curves reach the
+/// controllers: a curve whose |response| is pointwise at least the default's (a narrower dead band,
+/// the same saturation points) spends more reactive power on the same episodes.
+#[test]
+fn the_shipped_droop_curve_comparison_runs_and_its_curves_reach_the_controllers() {
+    let dir = std::env::temp_dir().join(format!("va-compare-curves-{}", std::process::id()));
+    let out = dir.join("out");
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/compare_droop_curves.toml");
+    let (code, stdout, stderr) =
+        voltarena(&["compare", cfg, "--set", "task=\"mapdn33\"", "--set", "episodes=1", "--json", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["task"], "mapdn33");
+    let ql = |name: &str| v["controllers"][name]["metrics"]["ql"].as_f64().unwrap_or_else(|| panic!("{name}: {}", v["controllers"][name]));
+    assert!(ql("droop 0.95/0.99/1.01/1.05") > ql("droop"), "{} vs {}", ql("droop 0.95/0.99/1.01/1.05"), ql("droop"));
+    assert!(ql("droop mapdn") > ql("droop"));
+    assert!(ql("droop q_frac 0.5") < ql("droop"));
+    assert_eq!(ql("none"), 0.0);
+    assert!(v["controllers"]["none + projection"]["safety_intervention_rate"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).ok();
+}
