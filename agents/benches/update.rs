@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     }
     let mut srng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut matd3 = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
-    let mut maddpg = Maddpg::new(MaddpgConfig::default(), n, od, sd).unwrap();
+    let mut maddpg = Maddpg::new(MaddpgConfig::default(), n, od, sd, 0).unwrap();
     // The GRU actor reads [o ‖ h] (hidden 64) from the buffer.
     let hd = 64;
     let mut rng2 = rand_chacha::ChaCha8Rng::seed_from_u64(2);

@@ -36,11 +36,16 @@ pub struct MaddpgConfig {
     pub reward_scale: f64,
     /// `centralized` (MADDPG) or `local` (the IDDPG ablation).
     pub critic: CriticKind,
+    /// The actor's last layer starts uniform in ±this (weights and bias; DDPG's 3e-3), so the
+    /// first policy acts ≈ 0 — with `residual = "droop"`, ≈ droop — as `matd3.actor_last_init`;
+    /// 0 (default): libtorch's initialisation. Left out of the resolved config when 0.
+    #[serde(skip_serializing_if = "crate::nets::is_zero")]
+    pub actor_last_init: f64,
 }
 
 impl Default for MaddpgConfig {
     fn default() -> Self {
-        MaddpgConfig { actor_hidden: 64, actor_gru: false, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0, critic: CriticKind::Centralized }
+        MaddpgConfig { actor_hidden: 64, actor_gru: false, critic_hidden: 128, actor_lr: 1e-3, critic_lr: 1e-3, gamma: 0.99, tau: 0.005, batch_size: 256, grad_clip: 1.0, reward_scale: 1.0, critic: CriticKind::Centralized, actor_last_init: 0.0 }
     }
 }
 
@@ -59,6 +64,7 @@ impl MaddpgConfig {
             reward_scale: self.reward_scale,
         };
         common.validate("maddpg.")?;
+        crate::validate::Check { prefix: "maddpg." }.non_negative("actor_last_init", self.actor_last_init)?;
         Ok(())
     }
 }
@@ -79,12 +85,17 @@ pub struct Maddpg {
 }
 
 impl Maddpg {
-    pub fn new(cfg: MaddpgConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Maddpg, tch::TchError> {
+    /// Builds the networks (initialised from tch's global seed: call `tch::manual_seed` first);
+    /// `seed` drives `actor_last_init`'s draw.
+    pub fn new(cfg: MaddpgConfig, n_agents: usize, obs_dim: usize, state_dim: usize, seed: u64) -> Result<Maddpg, tch::TchError> {
         crate::numerics::pin();
         let dev = Device::Cpu;
         let actor_vs = nn::VarStore::new(dev);
         let mk = |p: &nn::Path| if cfg.actor_gru { Actor::new_gru(p, obs_dim, n_agents, cfg.actor_hidden) } else { Actor::new(p, obs_dim, n_agents, cfg.actor_hidden) };
         let actor = mk(&actor_vs.root());
+        if cfg.actor_last_init > 0.0 {
+            crate::nets::init_uniform(&actor_vs, "l3.", cfg.actor_last_init, seed ^ 0x1A57);
+        }
         let mut actor_target_vs = nn::VarStore::new(dev);
         let actor_target = mk(&actor_target_vs.root());
         actor_target_vs.copy(&actor_vs)?;

@@ -31,7 +31,7 @@ impl Learner {
     pub fn new(cfg: &TrainConfig, n_agents: usize, obs_dim: usize, state_dim: usize) -> Result<Learner, tch::TchError> {
         Ok(match cfg.algorithm {
             Algorithm::Matd3 => Learner::Matd3(Box::new(Matd3::new(cfg.matd3.clone(), n_agents, obs_dim, state_dim, cfg.seed ^ 0x7A26E7)?)),
-            Algorithm::Maddpg => Learner::Maddpg(Box::new(Maddpg::new(cfg.maddpg.clone(), n_agents, obs_dim, state_dim)?)),
+            Algorithm::Maddpg => Learner::Maddpg(Box::new(Maddpg::new(cfg.maddpg.clone(), n_agents, obs_dim, state_dim, cfg.seed ^ 0x7A26E7)?)),
         })
     }
     /// Deterministic actions of a feed-forward actor.

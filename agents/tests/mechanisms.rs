@@ -65,7 +65,7 @@ fn critic_loss_falls_on_a_fixed_batch() {
         last = m.update(&batch).critic_loss;
     }
     assert!(last < 0.2 * first, "MATD3 critic loss {first} -> {last}");
-    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, ..Default::default() }, N, OD, SD).unwrap();
+    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, ..Default::default() }, N, OD, SD, 0).unwrap();
     let first = d.update(&batch).critic_loss;
     for _ in 0..300 {
         last = d.update(&batch).critic_loss;
@@ -79,7 +79,7 @@ fn critic_loss_falls_on_a_fixed_batch() {
         last = m.update(&batch).critic_loss;
     }
     assert!(last < 0.5 * first, "ITD3 critic loss {first} -> {last}");
-    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, critic: CriticKind::Local, ..Default::default() }, N, OD, SD).unwrap();
+    let mut d = Maddpg::new(MaddpgConfig { gamma: 0.0, critic: CriticKind::Local, ..Default::default() }, N, OD, SD, 0).unwrap();
     let first = d.update(&batch).critic_loss;
     for _ in 0..300 {
         last = d.update(&batch).critic_loss;
@@ -417,6 +417,19 @@ fn a_small_last_layer_starts_the_actor_near_zero_on_every_cpu() {
     assert_eq!(small, acts(3e-3, 1));
     assert_ne!(small, acts(3e-3, 2));
     assert!(toml::to_string(&Matd3Config::default()).unwrap().find("actor_last_init").is_none(), "off stays out of resolved configs");
+    // MADDPG has the same key, with the same effect.
+    let acts_ddpg = |init: f64, seed: u64| {
+        tch::manual_seed(0);
+        let m = Maddpg::new(MaddpgConfig { actor_last_init: init, ..Default::default() }, N, OD, SD, seed).unwrap();
+        let mut a = vec![0.0; N];
+        m.act(&obs, N, &mut a);
+        a
+    };
+    let (small, default) = (acts_ddpg(3e-3, 1), acts_ddpg(0.0, 1));
+    assert!(max(&small) < 0.05 && max(&default) > 3.0 * max(&small), "maddpg: small {small:?}, default {default:?}");
+    assert_eq!(small, acts_ddpg(3e-3, 1));
+    assert_ne!(small, acts_ddpg(3e-3, 2));
+    assert!(toml::to_string(&MaddpgConfig::default()).unwrap().find("actor_last_init").is_none(), "off stays out of resolved configs");
 }
 
 #[test]
