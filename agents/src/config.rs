@@ -232,6 +232,10 @@ impl TrainConfig {
                 return Err(ConfigError::new("analytic_q_cost", "false with matd3.critic = \"local\"", "true"));
             }
         }
+        if self.matd3.q_budget > 0.0 && self.algorithm == Algorithm::Matd3 && (!self.analytic_q_cost || self.residual.is_none()) {
+            // The budget is droop's own exact cost on the replay states.
+            return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\"", self.matd3.q_budget));
+        }
         self.matd3.validate()?;
         self.maddpg.validate()?;
         let batch = match self.algorithm {

@@ -151,7 +151,7 @@ impl Maddpg {
         soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
         soft_update(&mut self.critic_target_vs, &self.critic_vs, c.tau);
         self.updates += 1;
-        UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: Some(actor_loss.double_value(&[])), q_mean: q.mean(Kind::Float).double_value(&[]) }
+        UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: Some(actor_loss.double_value(&[])), q_mean: q.mean(Kind::Float).double_value(&[]), q_multiplier: 0.0 }
     }
 
     pub fn updates(&self) -> usize {

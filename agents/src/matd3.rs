@@ -68,6 +68,25 @@ pub struct Matd3Config {
     /// when 0.
     #[serde(skip_serializing_if = "crate::nets::is_zero_usize")]
     pub actor_warmup: usize,
+    /// Reactive-power budget ρ (needs `analytic_q_cost` and `residual = "droop"`): the actor
+    /// maximises G(s, μ(o)) − (1 + λ)·c(μ(o)) subject to E[c(μ(o))] ≤ ρ·E[c(droop)] on the replay
+    /// states, with the multiplier λ ≥ 0 raised by dual ascent whenever the policy's mean cost on
+    /// an actor batch is above ρ times droop's on the same states (a constrained-RL Lagrangian, as
+    /// RCPO, with the constraint known exactly). ρ = 1: "no more reactive power than droop". 0
+    /// (default): off, λ stays 0. Left out of the resolved config when 0.
+    #[serde(skip_serializing_if = "crate::nets::is_zero")]
+    pub q_budget: f64,
+    /// Dual step size η of λ ← max(0, λ + η·(E c(μ) − ρ E c(droop)) / E c(droop)) per actor update
+    /// (dimensionless: the violation is relative). Left out of the resolved config at its default.
+    #[serde(skip_serializing_if = "is_default_dual_lr")]
+    pub q_budget_lr: f64,
+}
+
+/// Default dual step size of the reactive-power budget.
+pub const DEFAULT_Q_BUDGET_LR: f64 = 0.05;
+
+fn is_default_dual_lr(x: &f64) -> bool {
+    *x == DEFAULT_Q_BUDGET_LR
 }
 
 impl Default for Matd3Config {
@@ -89,6 +108,8 @@ impl Default for Matd3Config {
             critic: CriticKind::Centralized,
             actor_last_init: 0.0,
             actor_warmup: 0,
+            q_budget: 0.0,
+            q_budget_lr: DEFAULT_Q_BUDGET_LR,
         }
     }
 }
@@ -113,6 +134,8 @@ impl Matd3Config {
         c.non_negative("target_noise", self.target_noise)?;
         c.non_negative("target_noise_clip", self.target_noise_clip)?;
         c.non_negative("actor_last_init", self.actor_last_init)?;
+        c.non_negative("q_budget", self.q_budget)?;
+        c.non_negative("q_budget_lr", self.q_budget_lr)?;
         Ok(())
     }
 }
@@ -142,6 +165,12 @@ impl ActionCost {
         let applied = (base + dz).clamp(-1.0, 1.0);
         (applied.abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
     }
+
+    /// c of the residual base alone (every agent's correction 0: with `residual = "droop"`,
+    /// droop's own cost), [B, 1].
+    pub fn base_cost(&self, base: &Tensor, range: &Tensor) -> Tensor {
+        (base.clamp(-1.0, 1.0).abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
+    }
 }
 
 /// Losses of one update.
@@ -151,6 +180,8 @@ pub struct UpdateInfo {
     /// Present when the actor was updated.
     pub actor_loss: Option<f64>,
     pub q_mean: f64,
+    /// The reactive-power budget's multiplier λ after this update (0 when the budget is off).
+    pub q_multiplier: f64,
 }
 
 pub struct Matd3 {
@@ -174,6 +205,8 @@ pub struct Matd3 {
     noise_buf: std::cell::RefCell<Vec<f32>>,
     /// The known action cost (None: the critics learn the whole reward).
     cost: Option<ActionCost>,
+    /// Multiplier λ ≥ 0 of the reactive-power budget (`q_budget`).
+    q_multiplier: f64,
 }
 
 impl Matd3 {
@@ -221,6 +254,7 @@ impl Matd3 {
             noise_rng: std::cell::RefCell::new(rand::SeedableRng::seed_from_u64(seed)),
             noise_buf: std::cell::RefCell::new(Vec::new()),
             cost: None,
+            q_multiplier: 0.0,
         })
     }
 
@@ -281,14 +315,21 @@ impl Matd3 {
         clip_grad_norm(&self.critic_vs, c.grad_clip);
         self.critic_opt.step();
         self.updates += 1;
-        let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]) };
+        let mut info = UpdateInfo { critic_loss: critic_loss.double_value(&[]), actor_loss: None, q_mean: q1.mean(Kind::Float).double_value(&[]), q_multiplier: 0.0 };
         if self.updates % c.policy_delay.max(1) == 0 {
             if self.updates > c.actor_warmup {
                 let mu = self.actor.forward(&b.obs);
                 let (s, a) = kind.inputs(&b.obs, &b.state, &mu);
                 let mut objective = self.q1.forward(&s, &a);
+                let mut budget_gap = None;
                 if let Some((k, t)) = cost {
-                    objective = objective - k.cost(&mu, &t.base, &t.range);
+                    let c_mu = k.cost(&mu, &t.base, &t.range);
+                    if c.q_budget > 0.0 {
+                        let spent = c_mu.mean(Kind::Float).double_value(&[]);
+                        let droop = k.base_cost(&t.base, &t.range).mean(Kind::Float).double_value(&[]);
+                        budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
+                    }
+                    objective = objective - c_mu * (1.0 + self.q_multiplier);
                 }
                 let actor_loss = -objective.mean(Kind::Float);
                 self.actor_opt.zero_grad();
@@ -296,11 +337,21 @@ impl Matd3 {
                 clip_grad_norm(&self.actor_vs, c.grad_clip);
                 self.actor_opt.step();
                 info.actor_loss = Some(actor_loss.double_value(&[]));
+                if let Some(gap) = budget_gap {
+                    // Dual ascent on the budget E c(μ) ≤ ρ E c(droop), on this batch's gap before the step.
+                    self.q_multiplier = (self.q_multiplier + c.q_budget_lr * gap).max(0.0);
+                }
                 soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);
             }
             soft_update(&mut self.critic_target_vs, &self.critic_vs, c.tau);
         }
+        info.q_multiplier = self.q_multiplier;
         info
+    }
+
+    /// The reactive-power budget's multiplier λ (0 when `q_budget` is off).
+    pub fn q_multiplier(&self) -> f64 {
+        self.q_multiplier
     }
 
     /// Target policy smoothing: clip(μ'(o') + clip(ε, ±c), ±1), ε ~ N(0, σ_target).
@@ -340,6 +391,10 @@ impl Matd3 {
         self.actor_opt.write(w);
         self.critic_opt.write(w);
         w.chacha(&self.noise_rng.borrow());
+        if self.cfg.q_budget > 0.0 {
+            // Only with the budget on, so checkpoints of runs without it keep their format.
+            w.f64(self.q_multiplier);
+        }
     }
 
     /// Reads [`write_state`](Self::write_state)'s output.
@@ -348,6 +403,9 @@ impl Matd3 {
         self.actor_opt.read(r, "actor optimiser")?;
         self.critic_opt.read(r, "critic optimiser")?;
         *self.noise_rng.borrow_mut() = r.chacha("target-noise random stream")?;
+        if self.cfg.q_budget > 0.0 {
+            self.q_multiplier = r.f64("reactive-power budget multiplier")?;
+        }
         Ok(())
     }
 

@@ -186,3 +186,86 @@ fn a_run_with_the_known_cost_is_deterministic_and_refuses_what_it_cannot_model()
         assert!(err.contains("analytic_q_cost") && err.contains(why), "{why}: {err}");
     }
 }
+
+/// The reactive-power budget (`matd3.q_budget` ρ): λ rises by dual ascent while the actor's mean
+/// cost on a batch is above ρ × the residual base's (droop's) on the same states, stays 0 while it
+/// is below, weighs the cost by (1 + λ) in the actor's objective (so a policy over budget spends
+/// less than one without it after the same updates), survives the resumable state, and the key is
+/// refused where the base's cost is not known exactly.
+#[test]
+fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
+    use rand::{RngExt, SeedableRng};
+    use voltarena_agents::buffer::CostBatch;
+    use voltarena_agents::matd3::{Matd3, Matd3Config};
+    let _guard = torch_lock();
+    let (n, od, sd, b) = (3usize, 4usize, 5usize, 64usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut r = |k: usize| Tensor::from_slice(&(0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>());
+    let (bi, ni, oi, si) = (b as i64, n as i64, od as i64, sd as i64);
+    let batch = Batch {
+        obs: r(b * n * od).view([bi, ni, oi]),
+        state: r(b * sd).view([bi, si]),
+        actions: r(b * n).view([bi, ni]),
+        reward: Tensor::zeros([bi, 1], (tch::Kind::Float, tch::Device::Cpu)),
+        next_obs: r(b * n * od).view([bi, ni, oi]),
+        next_state: r(b * sd).view([bi, si]),
+        done: Tensor::zeros([bi, 1], (tch::Kind::Float, tch::Device::Cpu)),
+        // Droop absorbs 0.6 of the range everywhere.
+        cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), next_base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), next_range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)) }),
+    };
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 };
+    let spent = |m: &Matd3| cost.cost(&m.actor().forward(&batch.obs), &batch.cost.as_ref().unwrap().base, &batch.cost.as_ref().unwrap().range).mean(tch::Kind::Float).double_value(&[]);
+    let train = |q_budget: f64| {
+        tch::manual_seed(5);
+        let cfg = Matd3Config { q_budget, q_budget_lr: 0.5, actor_last_init: 0.003, policy_delay: 1, actor_lr: 1e-3, ..Default::default() };
+        let mut m = Matd3::new(cfg, n, od, sd, 5).unwrap();
+        m.set_action_cost(Some(cost));
+        let start = spent(&m);
+        assert!((start - 0.6).abs() < 0.02, "the near-zero actor spends droop's cost: {start}");
+        // (relative gap before the update, λ after it)
+        let mut trace = Vec::new();
+        for _ in 0..40 {
+            let gap = (spent(&m) - q_budget * 0.6) / 0.6;
+            trace.push((gap, m.update(&batch).q_multiplier));
+        }
+        (m, trace)
+    };
+    // ρ = 0.5: the policy starts at ≈ 2× its budget, so λ climbs (first step η·gap = 0.5·0.5); as
+    // the weighted cost pulls the actor under budget λ falls back, to 0 and no lower: every move has
+    // the gap's sign and size.
+    let (over, trace) = train(0.5);
+    assert!((trace[0].1 - 0.25).abs() < 0.02, "first step: η·gap = 0.5·0.5, got {}", trace[0].1);
+    let mut prev = 0.0;
+    for (i, &(gap, l)) in trace.iter().enumerate() {
+        assert!((l - (prev + 0.5 * gap).max(0.0)).abs() < 1e-4, "update {i}: λ {prev} → {l} with gap {gap}: {trace:?}");
+        prev = l;
+    }
+    assert!(trace.iter().any(|t| t.0 < 0.0) && trace.iter().take(10).all(|t| t.0 > 0.0), "the actor never came under budget: {trace:?}");
+    let lambdas: Vec<f64> = trace.iter().map(|t| t.1).collect();
+    assert!(lambdas[..10].windows(2).all(|w| w[1] > w[0]), "λ does not rise while over budget: {lambdas:?}");
+    // ρ = 2: under budget from the start, λ stays 0 and the update is the plain one.
+    let (under, trace) = train(2.0);
+    assert!(trace.iter().all(|t| t.1 == 0.0), "λ moved under budget: {trace:?}");
+    let (plain, _) = train(0.0);
+    assert_eq!(spent(&under), spent(&plain), "an inactive budget changed the update");
+    assert!(spent(&over) < spent(&plain) - 1e-4, "the multiplier did not make the actor spend less: {} vs {}", spent(&over), spent(&plain));
+    // The multiplier rides in the resumable state.
+    let mut w = voltarena_agents::checkpoint::Writer::default();
+    over.write_state(&mut w);
+    let bytes = w.buf.clone();
+    tch::manual_seed(5);
+    let mut back = Matd3::new(over.cfg.clone(), n, od, sd, 5).unwrap();
+    back.read_state(&mut voltarena_agents::checkpoint::Reader::nested(std::path::Path::new("state"), &bytes)).unwrap();
+    assert_eq!(back.q_multiplier(), over.q_multiplier());
+    // Refused without the exact cost or without a residual base; left out of the resolved config at 0.
+    let mut no_cost = config("");
+    no_cost.matd3.q_budget = 1.0;
+    let mut no_base = TrainConfig { analytic_q_cost: true, residual: Residual::None, ..config("") };
+    no_base.matd3.q_budget = 1.0;
+    for cfg in [no_cost, no_base] {
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("matd3.q_budget"), "{err}");
+    }
+    let text = toml::to_string(&config("")).unwrap();
+    assert!(!text.contains("q_budget"), "{text}");
+}

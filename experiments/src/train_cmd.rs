@@ -153,7 +153,7 @@ impl RunLogger {
         let critic_loss = r.f64("critic loss").map_err(e)?;
         let has_actor = r.bool("actor loss").map_err(e)?;
         let actor_loss = r.f64("actor loss").map_err(e)?;
-        self.last_update = UpdateInfo { critic_loss, actor_loss: has_actor.then_some(actor_loss), q_mean: r.f64("q mean").map_err(e)? };
+        self.last_update = UpdateInfo { critic_loss, actor_loss: has_actor.then_some(actor_loss), q_mean: r.f64("q mean").map_err(e)?, q_multiplier: 0.0 };
         r.end().map_err(e)?;
         // Rows written after the checkpoint are written again by the resumed run.
         let len = self.csv.metadata().map_err(|e| e.to_string())?.len();
@@ -188,6 +188,9 @@ impl Logger for RunLogger {
                 self.tb.add_scalar("loss/actor", a as f32, step);
             }
             self.tb.add_scalar("loss/q_mean", info.q_mean as f32, step);
+            if info.q_multiplier > 0.0 {
+                self.tb.add_scalar("loss/q_multiplier", info.q_multiplier as f32, step);
+            }
         }
     }
 
