@@ -69,11 +69,13 @@ pub struct Matd3Config {
     #[serde(skip_serializing_if = "crate::nets::is_zero_usize")]
     pub actor_warmup: usize,
     /// Reactive-power budget ρ (needs `analytic_q_cost` and `residual = "droop"`): the actor
-    /// maximises G(s, μ(o)) − (1 + λ)·c(μ(o)) subject to E[c(μ(o))] ≤ ρ·E[c(droop)] on the replay
-    /// states, with the multiplier λ ≥ 0 raised by dual ascent whenever the policy's mean cost on
-    /// an actor batch is above ρ times droop's on the same states (a constrained-RL Lagrangian, as
-    /// RCPO, with the constraint known exactly). ρ = 1: "no more reactive power than droop". 0
-    /// (default): off, λ stays 0. Left out of the resolved config when 0.
+    /// maximises G(s, μ(o)) − c(μ(o)) − λ·c_held(μ(o)) subject to E[c_held(μ(o))] ≤ ρ·E[c(droop)]
+    /// on the replay states, where c_held is the cost the correction reaches when held (droop's
+    /// filter integrates a held correction r to r / smoothing, `ActionCost::held_cost`), with the
+    /// multiplier λ ≥ 0 raised by dual ascent whenever the policy's mean held cost on an actor batch
+    /// is above ρ times droop's on the same states (a constrained-RL Lagrangian, as RCPO, with the
+    /// constraint known exactly). ρ = 1: "no more reactive power than droop". 0 (default): off,
+    /// λ stays 0. Left out of the resolved config when 0.
     #[serde(skip_serializing_if = "crate::nets::is_zero")]
     pub q_budget: f64,
     /// Dual step size η of λ ← max(0, λ + η·(E c(μ) − ρ E c(droop)) / E c(droop)) per actor update
@@ -166,6 +168,14 @@ impl ActionCost {
         (applied.abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
     }
 
+    /// c with each correction multiplied by `gain` before it meets the base: with `gain` =
+    /// 1 / droop's smoothing, the cost a correction reaches when held (droop's first-order filter
+    /// starts each step from the setpoint in force, so a held correction r accumulates to
+    /// r / smoothing), [B, 1].
+    pub fn held_cost(&self, a: &Tensor, base: &Tensor, range: &Tensor, gain: f64) -> Tensor {
+        ActionCost { scale: self.scale * gain, ..*self }.cost(a, base, range)
+    }
+
     /// c of the residual base alone (every agent's correction 0: with `residual = "droop"`,
     /// droop's own cost), [B, 1].
     pub fn base_cost(&self, base: &Tensor, range: &Tensor) -> Tensor {
@@ -207,6 +217,8 @@ pub struct Matd3 {
     cost: Option<ActionCost>,
     /// Multiplier λ ≥ 0 of the reactive-power budget (`q_budget`).
     q_multiplier: f64,
+    /// How much a held correction grows at steady state (1 / the residual droop's smoothing).
+    budget_gain: f64,
 }
 
 impl Matd3 {
@@ -255,12 +267,20 @@ impl Matd3 {
             noise_buf: std::cell::RefCell::new(Vec::new()),
             cost: None,
             q_multiplier: 0.0,
+            budget_gain: 1.0,
         })
     }
 
     /// Learn with the known action cost (batches must carry its terms; centralised critics only).
     pub fn set_action_cost(&mut self, cost: Option<ActionCost>) {
         self.cost = cost;
+    }
+
+    /// The factor by which the residual base's dynamics multiply a held correction at steady state
+    /// (`q_budget` charges the cost at that level): 1 / `RESIDUAL_DROOP_SMOOTHING` with
+    /// `residual = "droop"`; 1 (default) for a base that does not integrate the correction.
+    pub fn set_budget_gain(&mut self, gain: f64) {
+        self.budget_gain = gain;
     }
 
     /// Deterministic actions for one joint observation [n_agents × obs_dim] (row-major; with the
@@ -323,13 +343,16 @@ impl Matd3 {
                 let mut objective = self.q1.forward(&s, &a);
                 let mut budget_gap = None;
                 if let Some((k, t)) = cost {
-                    let c_mu = k.cost(&mu, &t.base, &t.range);
+                    objective = objective - k.cost(&mu, &t.base, &t.range);
                     if c.q_budget > 0.0 {
-                        let spent = c_mu.mean(Kind::Float).double_value(&[]);
+                        // The budget is on the cost the correction reaches when held, the
+                        // closed-loop cost; the one-step cost is 1/gain of it.
+                        let held = k.held_cost(&mu, &t.base, &t.range, self.budget_gain);
+                        let spent = held.mean(Kind::Float).double_value(&[]);
                         let droop = k.base_cost(&t.base, &t.range).mean(Kind::Float).double_value(&[]);
                         budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
+                        objective = objective - held * self.q_multiplier;
                     }
-                    objective = objective - c_mu * (1.0 + self.q_multiplier);
                 }
                 let actor_loss = -objective.mean(Kind::Float);
                 self.actor_opt.zero_grad();

@@ -268,4 +268,12 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
     }
     let text = toml::to_string(&config("")).unwrap();
     assert!(!text.contains("q_budget"), "{text}");
+    // The held cost: a = 0.55 through the dead zone 0.1 is 0.5, × scale 0.1 × gain 10 = 0.5 on top
+    // of the base 0.2 (what droop's filter, q ← q + 0.1 (target − q), integrates a held correction to).
+    let k = ActionCost { weight: 2.0, dead_zone: 0.1, scale: 0.1 };
+    let t = |x: f32| Tensor::from_slice(&[x]).view([1, 1]);
+    let held = k.held_cost(&t(0.55), &t(0.2), &t(3.0), 10.0).double_value(&[0, 0]);
+    assert!((held - 2.0 * 0.7 * 3.0).abs() < 1e-5, "{held}");
+    let once = k.cost(&t(0.55), &t(0.2), &t(3.0)).double_value(&[0, 0]);
+    assert!((once - 2.0 * 0.25 * 3.0).abs() < 1e-5, "{once}");
 }

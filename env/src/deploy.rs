@@ -60,6 +60,11 @@ pub fn is_unit_scale(s: &f64) -> bool {
     *s == 1.0
 }
 
+/// Smoothing of the droop a residual policy corrects (`Residual::Droop`): its setpoint moves this
+/// fraction towards the curve per step from the setpoint in force, so a correction r held step after
+/// step accumulates to r / smoothing at steady state.
+pub const RESIDUAL_DROOP_SMOOTHING: f64 = 0.1;
+
 /// The base a residual policy's actions are added to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -190,7 +195,7 @@ impl ActionPipeline {
         if self.deployment.residual == Residual::Droop {
             let curve = crate::action::DroopCurve::DEFAULT;
             for (k, a) in self.proposal.iter_mut().enumerate() {
-                self.base[k] = crate::action::droop_action(env, k, &curve, 0.1);
+                self.base[k] = crate::action::droop_action(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
                 *a = (self.base[k] + *a).clamp(-1.0, 1.0);
             }
         }
