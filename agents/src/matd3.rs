@@ -78,7 +78,7 @@ pub struct Matd3Config {
     /// λ stays 0. Left out of the resolved config when 0.
     #[serde(skip_serializing_if = "crate::nets::is_zero")]
     pub q_budget: f64,
-    /// Dual step size η of λ ← max(0, λ + η·(E c(μ) − ρ E c(droop)) / E c(droop)) per actor update
+    /// Dual step size η of λ ← max(0, λ + η·(E c_held(μ) − ρ E c(droop)) / E c(droop)) per actor update
     /// (dimensionless: the violation is relative). Left out of the resolved config at its default.
     #[serde(skip_serializing_if = "is_default_dual_lr")]
     pub q_budget_lr: f64,
@@ -164,8 +164,12 @@ impl ActionCost {
         let d = self.dead_zone;
         let dz = if d > 0.0 { a.sign() * (a.abs() - d).relu() / (1.0 - d) } else { a };
         let dz = if self.scale != 1.0 { dz * self.scale } else { dz };
-        let applied = (base + dz).clamp(-1.0, 1.0);
-        (applied.abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
+        self.of_applied(&(base + dz), range)
+    }
+
+    /// w · mean_k |clamp(applied_k, ±1)| · r_k, [B, 1].
+    fn of_applied(&self, applied: &Tensor, range: &Tensor) -> Tensor {
+        (applied.clamp(-1.0, 1.0).abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
     }
 
     /// c with each correction multiplied by `gain` before it meets the base: with `gain` =
@@ -179,7 +183,7 @@ impl ActionCost {
     /// c of the residual base alone (every agent's correction 0: with `residual = "droop"`,
     /// droop's own cost), [B, 1].
     pub fn base_cost(&self, base: &Tensor, range: &Tensor) -> Tensor {
-        (base.clamp(-1.0, 1.0).abs() * range).mean_dim([1i64].as_slice(), true, Kind::Float) * self.weight
+        self.of_applied(base, range)
     }
 }
 
@@ -361,7 +365,7 @@ impl Matd3 {
                 self.actor_opt.step();
                 info.actor_loss = Some(actor_loss.double_value(&[]));
                 if let Some(gap) = budget_gap {
-                    // Dual ascent on the budget E c(μ) ≤ ρ E c(droop), on this batch's gap before the step.
+                    // Dual ascent on the budget E c_held(μ) ≤ ρ E c(droop), on this batch's gap before the step.
                     self.q_multiplier = (self.q_multiplier + c.q_budget_lr * gap).max(0.0);
                 }
                 soft_update(&mut self.actor_target_vs, &self.actor_vs, c.tau);

@@ -189,9 +189,10 @@ fn a_run_with_the_known_cost_is_deterministic_and_refuses_what_it_cannot_model()
 
 /// The reactive-power budget (`matd3.q_budget` ρ): λ rises by dual ascent while the actor's mean
 /// cost on a batch is above ρ × the residual base's (droop's) on the same states, stays 0 while it
-/// is below, weighs the cost by (1 + λ) in the actor's objective (so a policy over budget spends
-/// less than one without it after the same updates), survives the resumable state, and the key is
-/// refused where the base's cost is not known exactly.
+/// is below, adds λ × the held cost to the actor's objective (so a policy over budget spends less
+/// than one without it after the same updates), survives the resumable state, and the key is
+/// refused where the base's cost is not known exactly; the held cost is checked on numbers worked
+/// by hand.
 #[test]
 fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
     use rand::{RngExt, SeedableRng};
