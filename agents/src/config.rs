@@ -31,7 +31,7 @@
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
 //! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer); with a safety layer it needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
 //! | `action_scale` | the actor's actions (after the dead zone) are multiplied by this before they are added to the residual base, in (0, 1]: with `residual = "droop"` a trust region around droop (\|a_grid − droop\| ≤ s), without a residual MAPDN's action scale; with a safety layer it needs `store_filtered_action = false` (left out when 1) | 1 |
-//! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL) or `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) (left out when `"cr"`) | `"cr"` |
+//! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL), `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) or `"pareto"` (lowest QL, then highest CR, among the validations no worse than the first one on both CR and QL — the first is the starting policy, droop itself for a residual run — else the first) (left out when `"cr"`) | `"cr"` |
 //! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and the centralised critic (left out when off) | false |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
 //! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
@@ -52,11 +52,33 @@ pub enum BestBy {
     Cr,
     /// Highest mean validation return.
     Return,
+    /// Lowest QL (then highest CR) among the validations with CR ≥ and QL ≤ the first
+    /// validation's; the first validation if no later one qualifies. The first validation is the
+    /// starting policy (for `residual = "droop"` with a near-zero last layer and a dead zone, droop
+    /// itself), so the run keeps a policy that is no worse than where it started on either metric
+    /// and spends the margin on the metric CR does not already saturate.
+    Pareto,
 }
 
 impl BestBy {
     fn is_cr(&self) -> bool {
         *self == BestBy::Cr
+    }
+
+    /// Whether validation result `cand` (CR, QL in Mvar, mean return) replaces the kept `best`,
+    /// given the first validation's (CR, QL) `start` (the reference of [`BestBy::Pareto`]).
+    /// Differences within 1e-12 count as ties.
+    pub fn prefers(self, start: (f64, f64), best: (f64, f64, f64), cand: (f64, f64, f64)) -> bool {
+        const EPS: f64 = 1e-12;
+        let ((scr, sql), (bcr, bql, bret), (cr, ql, ret)) = (start, best, cand);
+        match self {
+            BestBy::Cr => cr > bcr + EPS || ((cr - bcr).abs() <= EPS && ql < bql),
+            BestBy::Return => ret > bret + EPS,
+            BestBy::Pareto => {
+                let no_worse = cr >= scr - EPS && ql <= sql + EPS;
+                no_worse && (ql < bql - EPS || ((ql - bql).abs() <= EPS && cr > bcr + EPS))
+            }
+        }
     }
 }
 

@@ -518,3 +518,28 @@ fn the_action_scale_is_range_checked_and_left_out_when_off() {
     let stored_proposals: TrainConfig = toml::from_str(&format!("{plain}store_filtered_action = false\n[safety]\nkind = \"projection\"\n")).unwrap();
     stored_proposals.validate().unwrap();
 }
+
+#[test]
+fn pareto_selection_keeps_only_policies_no_worse_than_the_start_and_then_the_lowest_ql() {
+    use voltarena_agents::config::BestBy;
+    // The start (droop's validation, say): CR 0.925, QL 0.323 Mvar; it is also the kept best.
+    let start = (0.925, 0.323);
+    let best = (0.925, 0.323, -14.5);
+    let p = |cand| BestBy::Pareto.prefers(start, best, cand);
+    assert!(p((0.928, 0.319, -14.7)), "better on both: replaces the start");
+    assert!(p((0.925, 0.320, -20.0)), "same CR, less Q: replaces it whatever the return");
+    assert!(!p((0.939, 0.341, -13.7)), "more CR for more Q (the best return): refused");
+    assert!(!p((0.921, 0.310, -18.3)), "less Q for less CR: refused");
+    assert!(!p((0.925, 0.323, -14.5)), "a tie keeps what it has");
+    // Among qualifying ones: the lowest QL, then the highest CR — and always against the start,
+    // not against the kept best.
+    let kept = (0.9283, 0.3190, -14.7);
+    assert!(BestBy::Pareto.prefers(start, kept, (0.9258, 0.3172, -14.9)));
+    assert!(!BestBy::Pareto.prefers(start, kept, (0.9300, 0.3200, -14.0)));
+    assert!(BestBy::Pareto.prefers(start, kept, (0.9300, 0.3190, -15.0)));
+    assert!(!BestBy::Pareto.prefers(start, kept, (0.9200, 0.3000, -15.0)), "below the start's CR");
+    // The other rules, on the same numbers.
+    assert!(BestBy::Return.prefers(start, best, (0.939, 0.341, -13.7)));
+    assert!(BestBy::Cr.prefers(start, best, (0.939, 0.341, -15.0)));
+    assert!(!BestBy::Cr.prefers(start, best, (0.921, 0.310, -13.0)));
+}

@@ -87,7 +87,8 @@ impl Residual {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Checkpoint {
-    /// The best policy on the validation days (highest CR, then lowest QL); the last checkpoint when
+    /// The best policy on the validation days (by the run's `best_by`: by default highest CR, then
+    /// lowest QL); the last checkpoint when
     /// the run kept none (trained without validation).
     #[default]
     Best,

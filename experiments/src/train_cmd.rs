@@ -99,6 +99,8 @@ struct RunLogger {
     last_update: UpdateInfo,
     last_eval: Option<(f64, f64, f64)>,
     best_by: voltarena_agents::config::BestBy,
+    /// The first validation's (CR, QL): the reference of `best_by = "pareto"`.
+    start: Option<(f64, f64)>,
 }
 
 impl RunLogger {
@@ -135,6 +137,13 @@ impl RunLogger {
         w.bool(u.actor_loss.is_some());
         w.f64(u.actor_loss.unwrap_or_default());
         w.f64(u.q_mean);
+        // Only where it is used, so that checkpoints of the other selections keep their format.
+        if self.best_by == voltarena_agents::config::BestBy::Pareto {
+            w.bool(self.start.is_some());
+            let (a, b) = self.start.unwrap_or_default();
+            w.f64(a);
+            w.f64(b);
+        }
         w.buf
     }
 
@@ -154,6 +163,11 @@ impl RunLogger {
         let has_actor = r.bool("actor loss").map_err(e)?;
         let actor_loss = r.f64("actor loss").map_err(e)?;
         self.last_update = UpdateInfo { critic_loss, actor_loss: has_actor.then_some(actor_loss), q_mean: r.f64("q mean").map_err(e)?, q_multiplier: 0.0 };
+        if self.best_by == voltarena_agents::config::BestBy::Pareto {
+            let on = r.bool("first validation").map_err(e)?;
+            let (a, b) = (r.f64("first validation").map_err(e)?, r.f64("first validation").map_err(e)?);
+            self.start = on.then_some((a, b));
+        }
         r.end().map_err(e)?;
         // Rows written after the checkpoint are written again by the resumed run.
         let len = self.csv.metadata().map_err(|e| e.to_string())?.len();
@@ -201,6 +215,7 @@ impl Logger for RunLogger {
         self.tb.add_scalar("eval/ql", m.ql as f32, step);
         self.tb.flush();
         self.last_eval = Some((m.cr, m.ql, ret));
+        self.start.get_or_insert((m.cr, m.ql));
     }
 
     fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String> {
@@ -210,11 +225,8 @@ impl Logger for RunLogger {
         // The best policy first, the resumable checkpoint last: the checkpoint is the commit point,
         // and a run killed between the two redoes the stretch and rewrites the same best policy.
         if let Some((cr, ql, ret)) = self.last_eval {
-            let better = match (self.best, self.best_by) {
-                (None, _) => true,
-                (Some((bcr, bql, _)), voltarena_agents::config::BestBy::Cr) => cr > bcr + 1e-12 || ((cr - bcr).abs() <= 1e-12 && ql < bql),
-                (Some((_, _, bret)), voltarena_agents::config::BestBy::Return) => ret > bret + 1e-12,
-            };
+            let start = self.start.unwrap_or((cr, ql));
+            let better = self.best.is_none_or(|b| self.best_by.prefers(start, b, (cr, ql, ret)));
             if better {
                 atomic_dir(&self.dir.join("best"), |d| trainer.save(d))?;
                 self.best = Some((cr, ql, ret));
@@ -329,6 +341,7 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         last_update: UpdateInfo::default(),
         last_eval: None,
         best_by: cfg.best_by,
+        start: None,
     };
     if let (Some(blob), Some(ckpt)) = (&logger_state, &resume_from) {
         log.restore(blob, ckpt).map_err(CliError::Input)?;

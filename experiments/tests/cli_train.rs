@@ -143,3 +143,31 @@ fn best_by_return_keeps_the_evaluation_with_the_highest_return() {
     assert_eq!(b["step"].as_u64(), best.map(|x| x.1), "{csv}\n{b}");
     assert!(b["val_return"].is_number());
 }
+
+#[test]
+fn best_by_pareto_keeps_the_lowest_ql_among_evaluations_no_worse_than_the_first() {
+    let runs = runs_dir("bestby_pareto");
+    let r = runs.to_str().unwrap();
+    let (code, out, err) = voltarena(&tiny_args(r, &["--set", "best_by=\"pareto\"", "--set", "total_steps=960", "--set", "eval_every=120", "--set", "checkpoint_every=120"]));
+    assert_eq!(code, 0, "{err}");
+    let run = PathBuf::from(out.trim());
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    // From metrics.csv (6-digit values): the first eval row, then the lowest QL, highest CR among
+    // the rows with CR ≥ and QL ≤ the first's.
+    let rows: Vec<(u64, f64, f64)> = csv.lines().filter(|l| l.starts_with("eval,")).map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (f[1].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap())
+    }).collect();
+    assert!(rows.len() >= 8, "{csv}");
+    let (_, cr0, ql0) = rows[0];
+    let mut best = rows[0];
+    for &(s, cr, ql) in &rows[1..] {
+        if cr >= cr0 && ql <= ql0 && (ql < best.2 || (ql == best.2 && cr > best.1)) {
+            best = (s, cr, ql);
+        }
+    }
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    assert_eq!(b["step"].as_u64(), Some(best.0), "{csv}\n{b}");
+    // The kept policy is no worse than the first validation on either metric.
+    assert!(b["val_cr"].as_f64().unwrap() >= cr0 - 1e-6 && b["val_ql"].as_f64().unwrap() <= ql0 + 1e-6, "{b}");
+}
