@@ -38,6 +38,9 @@ pub struct CostBatch {
     pub range: Tensor,
     pub next_base: Tensor,
     pub next_range: Tensor,
+    /// Droop's static target at the transition (action units), when the buffer keeps it
+    /// ([`ReplayBuffer::keep_droop_target`]).
+    pub droop_target: Option<Tensor>,
 }
 
 /// Storage of the cost terms: own values, the successor's, and whether a transition continues the
@@ -48,7 +51,9 @@ struct CostColumns {
     next_base: Vec<f32>,
     next_range: Vec<f32>,
     continues: Vec<bool>,
-    s: [Vec<f32>; 4],
+    /// Droop's static target per transition and agent (empty unless kept).
+    target: Vec<f32>,
+    s: [Vec<f32>; 5],
 }
 
 pub struct ReplayBuffer {
@@ -111,8 +116,35 @@ impl ReplayBuffer {
     pub fn with_cost(capacity: usize, n_agents: usize, obs_dim: usize, state_dim: usize) -> ReplayBuffer {
         let mut b = ReplayBuffer::new(capacity, n_agents, obs_dim, state_dim);
         let z = || vec![0.0f32; capacity * n_agents];
-        b.cost = Some(CostColumns { base: z(), range: z(), next_base: z(), next_range: z(), continues: vec![false; capacity], s: Default::default() });
+        b.cost = Some(CostColumns { base: z(), range: z(), next_base: z(), next_range: z(), continues: vec![false; capacity], target: Vec::new(), s: Default::default() });
         b
+    }
+
+    /// Also keep droop's static target per transition ([`push_droop_target`](Self::push_droop_target);
+    /// for `matd3.q_budget_reference = "droop_target"`). A no-op for a buffer without cost terms.
+    pub fn keep_droop_target(mut self) -> ReplayBuffer {
+        let len = self.cap * self.n_agents;
+        if let Some(c) = self.cost.as_mut() {
+            c.target = vec![0.0; len];
+        }
+        self
+    }
+
+    /// Whether the buffer keeps droop's static targets.
+    pub fn has_droop_target(&self) -> bool {
+        self.cost.as_ref().is_some_and(|c| !c.target.is_empty())
+    }
+
+    /// Droop's static target per agent for the transition just pushed (action units). A no-op
+    /// unless the buffer keeps them.
+    pub fn push_droop_target(&mut self, target: &[f64]) {
+        let (n, cap) = (self.n_agents, self.cap);
+        let i = (self.head + cap - 1) % cap;
+        if let Some(c) = self.cost.as_mut().filter(|c| !c.target.is_empty()) {
+            for (dst, &x) in c.target[i * n..(i + 1) * n].iter_mut().zip(target) {
+                *dst = x as f32;
+            }
+        }
     }
 
     /// Whether the buffer keeps the cost terms.
@@ -208,6 +240,9 @@ impl ReplayBuffer {
                 w.bool(c.continues[i]);
                 w.f32s_raw(&c.base[i * n..(i + 1) * n]);
                 w.f32s_raw(&c.range[i * n..(i + 1) * n]);
+                if !c.target.is_empty() {
+                    w.f32s_raw(&c.target[i * n..(i + 1) * n]);
+                }
             }
         }
         w.finish()
@@ -232,7 +267,10 @@ impl ReplayBuffer {
             let (got, want) = if has_cost { ("has", "does not keep") } else { ("has no", "keeps") };
             return Err(CheckpointError::format(path, format!("the segment {got} action-cost columns; this run {want} them (analytic_q_cost)")));
         }
-        let mut cost_scratch = vec![0.0f32; 2 * self.n_agents];
+        // Droop's targets follow the base and range when this run keeps them (a segment's
+        // columns follow its run's config, which a resume checks against the checkpoint's).
+        let with_target = self.has_droop_target();
+        let mut cost_scratch = vec![0.0f32; if with_target { 3 } else { 2 } * self.n_agents];
         let (o, s, n) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
         let cap = self.cap as u64;
         let mut scratch = vec![0.0f32; o + s + n + 2];
@@ -269,7 +307,10 @@ impl ReplayBuffer {
                 let continues = r.bool("continues flag")?;
                 r.f32s_to(&mut cost_scratch, "action-cost terms")?;
                 if keep {
-                    c.set(i, n, cost_scratch[..n].iter().copied(), cost_scratch[n..].iter().copied(), continues);
+                    c.set(i, n, cost_scratch[..n].iter().copied(), cost_scratch[n..2 * n].iter().copied(), continues);
+                    if with_target {
+                        c.target[i * n..(i + 1) * n].copy_from_slice(&cost_scratch[2 * n..]);
+                    }
                     if continues && t > keep_from {
                         c.link(((t - 1) % cap) as usize, i, n);
                     }
@@ -320,6 +361,9 @@ impl ReplayBuffer {
                 for (dst, src) in c.s.iter_mut().zip([&c.base, &c.range, &c.next_base, &c.next_range]) {
                     dst.extend_from_slice(&src[i * a..(i + 1) * a]);
                 }
+                if !c.target.is_empty() {
+                    c.s[4].extend_from_slice(&c.target[i * a..(i + 1) * a]);
+                }
             }
         }
         norm.obs(&mut self.s_obs);
@@ -338,7 +382,8 @@ impl ReplayBuffer {
             done: Tensor::from_slice(&self.s_done).view([bi, 1]),
             cost: self.cost.as_ref().map(|c| {
                 let t = |v: &Vec<f32>| Tensor::from_slice(v).view([bi, ai]);
-                CostBatch { base: t(&c.s[0]), range: t(&c.s[1]), next_base: t(&c.s[2]), next_range: t(&c.s[3]) }
+                let droop_target = (!c.target.is_empty()).then(|| t(&c.s[4]));
+                CostBatch { base: t(&c.s[0]), range: t(&c.s[1]), next_base: t(&c.s[2]), next_range: t(&c.s[3]), droop_target }
             }),
         }
     }

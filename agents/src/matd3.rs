@@ -82,6 +82,35 @@ pub struct Matd3Config {
     /// (dimensionless: the violation is relative). Left out of the resolved config at its default.
     #[serde(skip_serializing_if = "is_default_dual_lr")]
     pub q_budget_lr: f64,
+    /// What the budget measures a correction from (`BudgetReference`): `"base"` (default, what
+    /// the runs of session 14 used) or `"droop_target"`. Left out of the resolved config at its
+    /// default.
+    #[serde(skip_serializing_if = "BudgetReference::is_base")]
+    pub q_budget_reference: BudgetReference,
+}
+
+/// Where the reactive-power budget's held cost and its reference are measured from.
+///
+/// Droop's filter steps q ← q + s·(T − q) from the setpoint in force towards the curve's target T,
+/// and a residual correction r is added on top, so with r held the setpoint settles at T + r / s,
+/// while the residual base (the filter's output) settles at T + r·(1/s − 1): it already carries
+/// most of the held correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetReference {
+    /// c_held = c(base + r / s) against c(base): the base drifts with the policy, so both
+    /// count the accumulated correction (the held cost twice).
+    #[default]
+    Base,
+    /// c_held = c(T + r / s) against c(T), droop's static target at the transition's voltages
+    /// (kept per transition in the replay): the settled cost of the correction against droop's.
+    DroopTarget,
+}
+
+impl BudgetReference {
+    fn is_base(&self) -> bool {
+        *self == BudgetReference::Base
+    }
 }
 
 /// Default dual step size of the reactive-power budget.
@@ -112,6 +141,7 @@ impl Default for Matd3Config {
             actor_warmup: 0,
             q_budget: 0.0,
             q_budget_lr: DEFAULT_Q_BUDGET_LR,
+            q_budget_reference: BudgetReference::Base,
         }
     }
 }
@@ -138,6 +168,9 @@ impl Matd3Config {
         c.non_negative("actor_last_init", self.actor_last_init)?;
         c.non_negative("q_budget", self.q_budget)?;
         c.non_negative("q_budget_lr", self.q_budget_lr)?;
+        if self.q_budget_reference != BudgetReference::Base && self.q_budget == 0.0 {
+            return Err(crate::validate::ConfigError::new("matd3.q_budget_reference", "\"base\" unless q_budget > 0", "\"droop_target\""));
+        }
         Ok(())
     }
 }
@@ -351,9 +384,13 @@ impl Matd3 {
                     if c.q_budget > 0.0 {
                         // The budget is on the cost the correction reaches when held, the
                         // closed-loop cost; the one-step cost is 1/gain of it.
-                        let held = k.held_cost(&mu, &t.base, &t.range, self.budget_gain);
+                        let from = match c.q_budget_reference {
+                            BudgetReference::Base => &t.base,
+                            BudgetReference::DroopTarget => t.droop_target.as_ref().expect("a batch with droop's targets"),
+                        };
+                        let held = k.held_cost(&mu, from, &t.range, self.budget_gain);
                         let spent = held.mean(Kind::Float).double_value(&[]);
-                        let droop = k.base_cost(&t.base, &t.range).mean(Kind::Float).double_value(&[]);
+                        let droop = k.base_cost(from, &t.range).mean(Kind::Float).double_value(&[]);
                         budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
                         objective = objective - held * self.q_multiplier;
                     }

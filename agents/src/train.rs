@@ -288,7 +288,10 @@ impl Trainer {
                 }
             }
         }
-        let buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };
+        let mut buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };
+        if cfg.algorithm == crate::config::Algorithm::Matd3 && cfg.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopTarget {
+            buffer = buffer.keep_droop_target();
+        }
         Ok(Trainer {
             pipeline,
             safety_interventions: 0,
@@ -602,6 +605,7 @@ impl Trainer {
                     }
                     let continues = self.ep.applied.len() > n;
                     self.buffer.push_cost(self.pipeline.base(), &self.q_range, continues);
+                    self.buffer.push_droop_target(self.pipeline.droop_target());
                 }
                 self.progress.step += 1;
                 log.step(self.progress.step);

@@ -212,7 +212,7 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
         next_state: r(b * sd).view([bi, si]),
         done: Tensor::zeros([bi, 1], (tch::Kind::Float, tch::Device::Cpu)),
         // Droop absorbs 0.6 of the range everywhere.
-        cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), next_base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), next_range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)) }),
+        cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), next_base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), next_range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), droop_target: None }),
     };
     let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 };
     let spent = |m: &Matd3| cost.cost(&m.actor().forward(&batch.obs), &batch.cost.as_ref().unwrap().base, &batch.cost.as_ref().unwrap().range).mean(tch::Kind::Float).double_value(&[]);
@@ -277,4 +277,134 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
     assert!((held - 2.0 * 0.7 * 3.0).abs() < 1e-5, "{held}");
     let once = k.cost(&t(0.55), &t(0.2), &t(3.0)).double_value(&[0, 0]);
     assert!((once - 2.0 * 0.25 * 3.0).abs() < 1e-5, "{once}");
+}
+
+/// Droop's static target (`ActionPipeline::droop_target`) is the curve at each bus voltage, and
+/// the base is one filter step from the setpoint in force towards it; a correction r held on top
+/// settles (the filter's recursion run in plain numbers) at T + r / s, which `held_cost` with gain
+/// 1 / s charges when measured from T — measured from the settled base it counts r / s − r twice.
+#[test]
+fn a_held_correction_settles_at_droops_target_plus_r_over_s() {
+    use voltarena_env::action::{q_range, DroopCurve};
+    use voltarena_env::deploy::RESIDUAL_DROOP_SMOOTHING as S;
+    let task = Arc::new(Task::load("mapdn33").unwrap());
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let dep = Deployment { dead_zone: 0.0, residual: Residual::Droop, ..Default::default() };
+    let mut pipe = ActionPipeline::new(&task, dep).unwrap();
+    let n = env.n_agents();
+    env.reset(3, &ResetOptions { split: Split::Train, ..Default::default() }).unwrap();
+    let (raw, mut applied) = (vec![0.05; n], vec![0.0; n]);
+    let mut active = 0;
+    for _ in 0..40 {
+        pipe.apply(&env, &raw, &mut applied);
+        for k in 0..n {
+            let l = env.local(k);
+            let range = q_range(l.action_scale, l.q_avail_mvar);
+            if range <= 0.0 {
+                continue;
+            }
+            let t = (DroopCurve::DEFAULT.response(l.v_pu) * l.q_avail_mvar / range).clamp(-1.0, 1.0);
+            assert!((pipe.droop_target()[k] - t).abs() < 1e-12, "agent {k}: target {} vs the curve's {t}", pipe.droop_target()[k]);
+            let base = (l.q_mvar / range + S * (t - l.q_mvar / range)).clamp(-1.0, 1.0);
+            assert!((pipe.base()[k] - base).abs() < 1e-12, "agent {k}: base {} vs one filter step {base}", pipe.base()[k]);
+            active += (t != 0.0) as usize;
+        }
+        env.step(&applied).unwrap();
+    }
+    assert!(active > 0, "droop never acted: the check saw only zero targets");
+    // The filter's fixed point with a held correction, in plain numbers.
+    let (t, r) = (0.2f64, 0.03f64);
+    let mut q = 0.0;
+    let mut base = 0.0;
+    for _ in 0..400 {
+        base = q + S * (t - q);
+        q = (base + r).clamp(-1.0, 1.0);
+    }
+    assert!((q - (t + r / S)).abs() < 1e-9, "settled at {q}, not T + r/s = {}", t + r / S);
+    assert!((base - (t + r * (1.0 / S - 1.0))).abs() < 1e-9);
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 };
+    let one = |x: f64| Tensor::from_slice(&[x as f32]).view([1, 1]);
+    let held = |from: f64| cost.held_cost(&one(r), &one(from), &one(1.0), 1.0 / S).double_value(&[0, 0]);
+    assert!((held(t) - q).abs() < 1e-6, "from the target: {} vs settled {q}", held(t));
+    assert!((held(base) - (t + r * (2.0 / S - 1.0))).abs() < 1e-6, "from the base: {}", held(base));
+}
+
+/// With `keep_droop_target` the replay keeps droop's target per transition: sampled rows carry
+/// their own, live and after replay segments; and with `q_budget_reference = "droop_target"` the
+/// first dual step is η·(mean |clamp(T + μ/s)| − ρ·mean |T|) / mean |T| on the batch, worked
+/// from the actor's outputs by hand — not the base's.
+#[test]
+fn the_droop_target_budget_is_measured_from_droops_target() {
+    use rand::{RngExt, SeedableRng};
+    use voltarena_agents::buffer::CostBatch;
+    use voltarena_agents::matd3::{BudgetReference, Matd3, Matd3Config};
+    let _guard = torch_lock();
+    let (n, od, sd, cap) = (3usize, 2usize, 2usize, 32usize);
+    let mut buf = ReplayBuffer::with_cost(cap, n, od, sd).keep_droop_target();
+    assert!(buf.has_droop_target() && !ReplayBuffer::with_cost(cap, n, od, sd).has_droop_target());
+    for t in 0..40u64 {
+        let (o, s) = (vec![t as f32; n * od], vec![t as f32; sd]);
+        buf.push(&o, &s, &vec![0.0; n], t as f32, &o, &s, t % 5 == 4);
+        buf.push_cost(&vec![0.5; n], &vec![1.0; n], t % 5 != 0);
+        buf.push_droop_target(&(0..n).map(|k| t as f64 / 100.0 + k as f64 / 1000.0).collect::<Vec<_>>());
+    }
+    let rows = |b: &mut ReplayBuffer| {
+        let batch = b.sample(64, &mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+        let target = flat(batch.cost.as_ref().unwrap().droop_target.as_ref().expect("targets kept"));
+        for (row, r) in flat(&batch.reward).iter().enumerate() {
+            for k in 0..n {
+                assert!((target[row * n + k] - (*r / 100.0 + k as f32 / 1000.0)).abs() < 1e-7);
+            }
+        }
+        target
+    };
+    let live = rows(&mut buf);
+    let dir = std::env::temp_dir().join(format!("va-target-seg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seg = buf.encode_segment(buf.first_kept(), buf.pushed());
+    let mut back = ReplayBuffer::with_cost(cap, n, od, sd).keep_droop_target();
+    back.decode_segment(&dir.join("s"), &seg, buf.first_kept()).unwrap();
+    back.set_pushed(buf.pushed());
+    assert_eq!(rows(&mut back), live);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The first dual step, from the actor's own outputs.
+    let (b, od) = (64usize, 4usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let mut r = |k: usize, lo: f32, hi: f32| (0..k).map(|_| rng.random_range(lo..hi)).collect::<Vec<f32>>();
+    let (bi, ni, oi, si) = (b as i64, n as i64, od as i64, sd as i64);
+    let target = r(b * n, 0.1, 0.4);
+    let f = (tch::Kind::Float, tch::Device::Cpu);
+    let batch = Batch {
+        obs: Tensor::from_slice(&r(b * n * od, -1.0, 1.0)).view([bi, ni, oi]),
+        state: Tensor::from_slice(&r(b * sd, -1.0, 1.0)).view([bi, si]),
+        actions: Tensor::from_slice(&r(b * n, -1.0, 1.0)).view([bi, ni]),
+        reward: Tensor::zeros([bi, 1], f),
+        next_obs: Tensor::from_slice(&r(b * n * od, -1.0, 1.0)).view([bi, ni, oi]),
+        next_state: Tensor::from_slice(&r(b * sd, -1.0, 1.0)).view([bi, si]),
+        done: Tensor::zeros([bi, 1], f),
+        cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.9, f), range: Tensor::ones([bi, ni], f), next_base: Tensor::full([bi, ni], 0.9, f), next_range: Tensor::ones([bi, ni], f), droop_target: Some(Tensor::from_slice(&target).view([bi, ni])) }),
+    };
+    let (rho, eta, gain) = (0.8, 0.5, 10.0);
+    let first_step = |reference: BudgetReference| {
+        tch::manual_seed(5);
+        let cfg = Matd3Config { q_budget: rho, q_budget_lr: eta, q_budget_reference: reference, actor_last_init: 0.01, policy_delay: 1, ..Default::default() };
+        let mut m = Matd3::new(cfg, n, od, sd, 5).unwrap();
+        m.set_action_cost(Some(ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 }));
+        m.set_budget_gain(gain);
+        let mu = flat(&m.actor().forward(&batch.obs));
+        (mu, m.update(&batch).q_multiplier)
+    };
+    let (mu, lambda) = first_step(BudgetReference::DroopTarget);
+    let mean = |x: &dyn Fn(usize) -> f64| (0..b * n).map(x).sum::<f64>() / (b * n) as f64;
+    let spent = mean(&|j| (target[j] as f64 + gain * (mu[j] as f64).clamp(-1.0, 1.0)).clamp(-1.0, 1.0).abs());
+    let droop = mean(&|j| target[j] as f64);
+    let want = (eta * (spent - rho * droop) / droop).max(0.0);
+    assert!(want > 0.01, "the case does not exceed the budget: {want}");
+    assert!((lambda - want).abs() < 1e-5, "λ after the first update {lambda}, by hand {want}");
+    let (_, from_base) = first_step(BudgetReference::Base);
+    assert!((from_base - want).abs() > 1e-3, "measured from the base the step is the same: {from_base}");
+    // The key needs a budget.
+    let cfg = Matd3Config { q_budget_reference: BudgetReference::DroopTarget, ..Default::default() };
+    assert!(cfg.validate().unwrap_err().to_string().contains("q_budget_reference"));
 }

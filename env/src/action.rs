@@ -75,10 +75,17 @@ impl DroopCurve {
 /// directly). What the droop controller (`voltarena_baselines::Droop`) does, and the base of a droop-residual policy
 /// (`voltarena_env::deploy::Residual::Droop`).
 pub fn droop_action(env: &crate::VoltageEnv, k: usize, curve: &DroopCurve, smoothing: f64) -> f64 {
+    droop_actions(env, k, curve, smoothing).0
+}
+
+/// Agent `k`'s droop action (as [`droop_action`]) and the curve's own target at its bus voltage
+/// (the setpoint the filter moves towards, the action with `smoothing` = 1), both in action units.
+pub fn droop_actions(env: &crate::VoltageEnv, k: usize, curve: &DroopCurve, smoothing: f64) -> (f64, f64) {
     let l = env.local(k);
     let target = curve.response(l.v_pu) * curve.q_frac * l.q_avail_mvar;
     let q = l.q_mvar + smoothing * (target - l.q_mvar);
-    action_of_q(q, q_range(l.action_scale, l.q_avail_mvar))
+    let range = q_range(l.action_scale, l.q_avail_mvar);
+    (action_of_q(q, range), action_of_q(target, range))
 }
 
 #[cfg(test)]

@@ -166,6 +166,9 @@ pub struct ActionPipeline {
     proposal: Vec<f64>,
     /// The residual base of the last call (droop's actions; zeros without a residual).
     base: Vec<f64>,
+    /// Droop's static target of the last call (the curve at each bus voltage, action units;
+    /// zeros without a residual).
+    target: Vec<f64>,
     stats: PipelineStats,
 }
 
@@ -178,7 +181,7 @@ impl ActionPipeline {
             return Err(DeployError::ActionScale(deployment.action_scale));
         }
         let safety = SafetyLayer::new(task, deployment.safety)?;
-        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], base: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
+        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], base: vec![0.0; task.n_agents()], target: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
     }
 
     /// Maps a controller's raw actions to the actions the grid gets (`out`); afterwards
@@ -196,7 +199,7 @@ impl ActionPipeline {
         if self.deployment.residual == Residual::Droop {
             let curve = crate::action::DroopCurve::DEFAULT;
             for (k, a) in self.proposal.iter_mut().enumerate() {
-                self.base[k] = crate::action::droop_action(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
+                (self.base[k], self.target[k]) = crate::action::droop_actions(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
                 *a = (self.base[k] + *a).clamp(-1.0, 1.0);
             }
         }
@@ -236,6 +239,15 @@ impl ActionPipeline {
     /// residual.
     pub fn base(&self) -> &[f64] {
         &self.base
+    }
+
+    /// Droop's static target at the last [`apply`](Self::apply) (with `Residual::Droop`; zeros
+    /// otherwise): the setpoint droop's filter moves towards at the present voltages, in action
+    /// units. A correction r held on top of the base settles at target + r / smoothing, while the
+    /// base itself already carries the correction's accumulated part, so a budget on reactive power
+    /// is measured from here, not from [`base`](Self::base).
+    pub fn droop_target(&self) -> &[f64] {
+        &self.target
     }
 
     pub fn deployment(&self) -> &Deployment {
