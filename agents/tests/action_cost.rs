@@ -408,3 +408,46 @@ fn the_droop_target_budget_is_measured_from_droops_target() {
     let cfg = Matd3Config { q_budget_reference: BudgetReference::DroopTarget, ..Default::default() };
     assert!(cfg.validate().unwrap_err().to_string().contains("q_budget_reference"));
 }
+
+struct Checkpointing {
+    evals: Vec<(usize, f64, MetricsSummary)>,
+    dir: std::path::PathBuf,
+}
+impl Logger for Checkpointing {
+    fn train_episode(&mut self, _: usize, _: usize, _: f64, _: &MetricsSummary) {}
+    fn update(&mut self, _: usize, _: &voltarena_agents::matd3::UpdateInfo) {}
+    fn eval(&mut self, step: usize, r: f64, m: &MetricsSummary) {
+        self.evals.push((step, r, m.clone()));
+    }
+    fn checkpoint(&mut self, t: &Trainer) -> Result<(), String> {
+        let ck = self.dir.join(format!("ck{}", t.progress.step));
+        std::fs::create_dir_all(&ck).map_err(|e| e.to_string())?;
+        t.save_resumable(&ck, &self.dir.join("replay"), b"")
+    }
+}
+
+/// A run with the budget measured from droop's target resumes from a mid-run checkpoint (droop's
+/// targets ride in the replay segments) and takes the uninterrupted run's steps: its later
+/// validations are the same to every bit.
+#[test]
+fn a_droop_target_budget_run_resumes_bit_for_bit() {
+    use voltarena_agents::matd3::BudgetReference;
+    let _guard = torch_lock();
+    let mut cfg = config("analytic_q_cost = true");
+    (cfg.checkpoint_every, cfg.eval_every, cfg.total_steps) = (100, 100, 500);
+    (cfg.matd3.q_budget, cfg.matd3.q_budget_reference) = (0.9, BudgetReference::DroopTarget);
+    let dir = std::env::temp_dir().join(format!("va-target-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut log = Checkpointing { evals: Vec::new(), dir: dir.clone() };
+    let mut t = Trainer::new(cfg.clone()).unwrap();
+    assert!(t.buffer().has_droop_target());
+    t.run(&mut log).unwrap();
+    let full = log.evals.clone();
+    assert_eq!(full.len(), 5);
+    let mut resumed = Trainer::new(cfg).unwrap();
+    resumed.resume(&dir.join("ck300"), &dir.join("replay")).unwrap().expect("a resumable checkpoint");
+    let mut log2 = Checkpointing { evals: Vec::new(), dir: dir.join("again") };
+    resumed.run(&mut log2).unwrap();
+    assert_eq!(log2.evals, full[3..].to_vec(), "the resumed run's validations differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
