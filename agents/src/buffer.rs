@@ -267,8 +267,9 @@ impl ReplayBuffer {
             let (got, want) = if has_cost { ("has", "does not keep") } else { ("has no", "keeps") };
             return Err(CheckpointError::format(path, format!("the segment {got} action-cost columns; this run {want} them (analytic_q_cost)")));
         }
-        // Droop's targets follow the base and range when this run keeps them (a segment's
-        // columns follow its run's config, which a resume checks against the checkpoint's).
+        // Droop's targets follow the base and range when this run keeps them: a resume builds
+        // the buffer from the run's own resolved config.toml, the one its segments were written
+        // under (a segment of another layout fails the reader's length checks, naming the file).
         let with_target = self.has_droop_target();
         let mut cost_scratch = vec![0.0f32; if with_target { 3 } else { 2 } * self.n_agents];
         let (o, s, n) = (self.n_agents * self.obs_dim, self.state_dim, self.n_agents);
