@@ -61,6 +61,12 @@ fn bench(c: &mut Criterion) {
         }
         let mut m = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
         g.bench_function(format!("{task} ({n} agents, obs {od}, state {sd})"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
+        // The factored critic V(s) + mean_k U(o_k, a_k): B·n utility rows, as the shared actor's.
+        let factored = voltarena_agents::nets::CriticKind::Factored;
+        for hidden in [128, 64] {
+            let mut m = Matd3::new(Matd3Config { critic: factored, critic_hidden: hidden, ..Matd3Config::default() }, n, od, sd, 0).unwrap();
+            g.bench_function(format!("{task} factored critic {hidden}"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
+        }
     }
     g.finish();
 }

@@ -32,7 +32,7 @@
 //! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer); with a safety layer it needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
 //! | `action_scale` | the actor's actions (after the dead zone) are multiplied by this before they are added to the residual base, in (0, 1]: with `residual = "droop"` a trust region around droop (\|a_grid − droop\| ≤ s), without a residual MAPDN's action scale; with a safety layer it needs `store_filtered_action = false` (left out when 1) | 1 |
 //! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL), `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) or `"pareto"` (lowest QL, then highest CR, among the validations no worse than the first one on both CR and QL — the first is the starting policy, droop itself for a residual run — else the first) (left out when `"cr"`) | `"cr"` |
-//! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and the centralised critic (left out when off) | false |
+//! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and a team-value critic (`centralized` or `factored`) (left out when off) | false |
 //! | `[reward]` | reward to train with, replacing the task's `[reward]` table (`voltarena_env::task::RewardSpec`; keys not given take its defaults) | the task's |
 //! | `[matd3]` | MATD3 hyperparameters ([`Matd3Config`]) | its defaults |
 //! | `[maddpg]` | MADDPG hyperparameters ([`MaddpgConfig`]) | its defaults |
@@ -250,8 +250,8 @@ impl TrainConfig {
             if self.normalize_reward {
                 return Err(ConfigError::new("analytic_q_cost", "false with normalize_reward (the cost is in the reward's own units)", "true"));
             }
-            if self.matd3.critic != crate::nets::CriticKind::Centralized {
-                return Err(ConfigError::new("analytic_q_cost", "false with matd3.critic = \"local\"", "true"));
+            if self.matd3.critic == crate::nets::CriticKind::Local {
+                return Err(ConfigError::new("analytic_q_cost", "false with matd3.critic = \"local\" (one team value per transition: centralized or factored)", "true"));
             }
         }
         if self.matd3.q_budget > 0.0 && self.algorithm == Algorithm::Matd3 && (!self.analytic_q_cost || self.residual.is_none()) {

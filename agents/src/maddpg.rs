@@ -34,7 +34,8 @@ pub struct MaddpgConfig {
     pub batch_size: usize,
     pub grad_clip: f64,
     pub reward_scale: f64,
-    /// `centralized` (MADDPG) or `local` (the IDDPG ablation).
+    /// `centralized` (MADDPG), `local` (the IDDPG ablation) or `factored` (V(s) + mean_k U(o_k, a_k):
+    /// per-agent credit for many agents, `nets::CriticKind`).
     pub critic: CriticKind,
     /// The actor's last layer starts uniform in ±this (weights and bias; DDPG's 3e-3), so the
     /// first policy acts ≈ 0 — with `residual = "droop"`, ≈ droop — as `matd3.actor_last_init`;
@@ -101,11 +102,10 @@ impl Maddpg {
         actor_target_vs.copy(&actor_vs)?;
         // Batches carry [o ‖ h] for the recurrent actor (a local critic sees the same row).
         let obs_in = obs_dim + actor.hidden_dim();
-        let (ci, ca) = cfg.critic.dims(n_agents, obs_in, state_dim);
         let critic_vs = nn::VarStore::new(dev);
-        let critic = Critic::new(&(critic_vs.root() / "q"), ci, ca, cfg.critic_hidden);
+        let critic = Critic::new(&(critic_vs.root() / "q"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
         let mut critic_target_vs = nn::VarStore::new(dev);
-        let critic_target = Critic::new(&(critic_target_vs.root() / "q"), ci, ca, cfg.critic_hidden);
+        let critic_target = Critic::new(&(critic_target_vs.root() / "q"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
         let actor_opt = Adam::new(&actor_vs, cfg.actor_lr);
         let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
@@ -132,18 +132,16 @@ impl Maddpg {
         let c = &self.cfg;
         let (kind, n) = (c.critic, b.obs.size()[1]);
         let y = tch::no_grad(|| {
-            let (s, a) = kind.inputs(&b.next_obs, &b.next_state, &self.actor_target.forward(&b.next_obs));
-            kind.rows(&b.reward, n) * c.reward_scale + (1.0 - kind.rows(&b.done, n)) * c.gamma * self.critic_target.forward(&s, &a)
+            let q_next = self.critic_target.value(&b.next_obs, &b.next_state, &self.actor_target.forward(&b.next_obs));
+            kind.rows(&b.reward, n) * c.reward_scale + (1.0 - kind.rows(&b.done, n)) * c.gamma * q_next
         });
-        let (s, a) = kind.inputs(&b.obs, &b.state, &b.actions);
-        let q = self.critic.forward(&s, &a);
+        let q = self.critic.value(&b.obs, &b.state, &b.actions);
         let critic_loss = q.mse_loss(&y, tch::Reduction::Mean);
         self.critic_opt.zero_grad();
         critic_loss.backward();
         clip_grad_norm(&self.critic_vs, c.grad_clip);
         self.critic_opt.step();
-        let (s, a) = kind.inputs(&b.obs, &b.state, &self.actor.forward(&b.obs));
-        let actor_loss = -self.critic.forward(&s, &a).mean(Kind::Float);
+        let actor_loss = -self.critic.value(&b.obs, &b.state, &self.actor.forward(&b.obs)).mean(Kind::Float);
         self.actor_opt.zero_grad();
         actor_loss.backward();
         clip_grad_norm(&self.actor_vs, c.grad_clip);

@@ -54,7 +54,8 @@ pub struct Matd3Config {
     pub grad_clip: f64,
     /// Rewards are multiplied by this before learning.
     pub reward_scale: f64,
-    /// `centralized` (MATD3) or `local` (the ITD3 ablation).
+    /// `centralized` (MATD3), `local` (the ITD3 ablation) or `factored` (V(s) + mean_k U(o_k, a_k):
+    /// per-agent credit for many agents, `nets::CriticKind`).
     pub critic: CriticKind,
     /// The actor's last layer starts uniform in ±this (weights and bias; DDPG's 3e-3), so the
     /// first policy acts ≈ 0 — with `residual = "droop"`, ≈ droop — instead of wherever a random
@@ -275,13 +276,12 @@ impl Matd3 {
         actor_target_vs.copy(&actor_vs)?;
         // Batches carry [o ‖ h] for the recurrent actor (a local critic sees the same row).
         let obs_in = obs_dim + actor.hidden_dim();
-        let (ci, ca) = cfg.critic.dims(n_agents, obs_in, state_dim);
         let critic_vs = nn::VarStore::new(dev);
-        let q1 = Critic::new(&(critic_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
-        let q2 = Critic::new(&(critic_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
+        let q1 = Critic::new(&(critic_vs.root() / "q1"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
+        let q2 = Critic::new(&(critic_vs.root() / "q2"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
         let mut critic_target_vs = nn::VarStore::new(dev);
-        let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), ci, ca, cfg.critic_hidden);
-        let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), ci, ca, cfg.critic_hidden);
+        let q1_target = Critic::new(&(critic_target_vs.root() / "q1"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
+        let q2_target = Critic::new(&(critic_target_vs.root() / "q2"), cfg.critic, n_agents, obs_in, state_dim, cfg.critic_hidden);
         critic_target_vs.copy(&critic_vs)?;
         let actor_opt = Adam::new(&actor_vs, cfg.actor_lr);
         let critic_opt = Adam::new(&critic_vs, cfg.critic_lr);
@@ -337,8 +337,8 @@ impl Matd3 {
     }
 
     /// Q₁ of a batch (for tests and diagnostics).
-    pub fn q1(&self, state: &Tensor, actions: &Tensor) -> Tensor {
-        self.q1.forward(state, actions)
+    pub fn q1(&self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> Tensor {
+        self.q1.value(obs, state, actions)
     }
 
     pub fn actor(&self) -> &Actor {
@@ -353,8 +353,7 @@ impl Matd3 {
         let cost = self.cost.map(|k| (k, b.cost.as_ref().expect("a batch with the action-cost terms")));
         let y = tch::no_grad(|| {
             let next_a = self.smoothed_target_actions(&b.next_obs);
-            let (s, a) = kind.inputs(&b.next_obs, &b.next_state, &next_a);
-            let mut q_next = self.q1_target.forward(&s, &a).min_other(&self.q2_target.forward(&s, &a));
+            let mut q_next = self.q1_target.value(&b.next_obs, &b.next_state, &next_a).min_other(&self.q2_target.value(&b.next_obs, &b.next_state, &next_a));
             let mut r = kind.rows(&b.reward, n) * c.reward_scale;
             if let Some((k, t)) = cost {
                 // G' − c(ã') is Q' at the successor; r + c(a) is the reward without its cost.
@@ -363,9 +362,8 @@ impl Matd3 {
             }
             r + (1.0 - kind.rows(&b.done, n)) * c.gamma * q_next
         });
-        let (s, a) = kind.inputs(&b.obs, &b.state, &b.actions);
-        let q1 = self.q1.forward(&s, &a);
-        let q2 = self.q2.forward(&s, &a);
+        let q1 = self.q1.value(&b.obs, &b.state, &b.actions);
+        let q2 = self.q2.value(&b.obs, &b.state, &b.actions);
         let critic_loss = q1.mse_loss(&y, tch::Reduction::Mean) + q2.mse_loss(&y, tch::Reduction::Mean);
         self.critic_opt.zero_grad();
         critic_loss.backward();
@@ -376,8 +374,7 @@ impl Matd3 {
         if self.updates % c.policy_delay.max(1) == 0 {
             if self.updates > c.actor_warmup {
                 let mu = self.actor.forward(&b.obs);
-                let (s, a) = kind.inputs(&b.obs, &b.state, &mu);
-                let mut objective = self.q1.forward(&s, &a);
+                let mut objective = self.q1.value(&b.obs, &b.state, &mu);
                 let mut budget_gap = None;
                 if let Some((k, t)) = cost {
                     objective = objective - k.cost(&mu, &t.base, &t.range);

@@ -22,31 +22,45 @@ pub fn is_zero_usize(x: &usize) -> bool {
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-/// What the critics see: everything (MADDPG / MATD3), or one agent (the IDDPG / ITD3 ablations:
-/// a local critic Q(o_k ‖ id_k, a_k), shared by all agents, trained on the team reward).
+/// What the critics see: everything (MADDPG / MATD3), one agent (the IDDPG / ITD3 ablations: a
+/// local critic Q(o_k ‖ id_k, a_k), shared by all agents, trained on the team reward), or the team
+/// value factored per agent (`factored`, as VDN / FACMAC's additive mixer with a state bias):
+/// Q(s, a) = V(s) + mean_k U(o_k ‖ id_k, a_k), one shared utility network U for every agent.
+///
+/// The factored critic gives each agent its own action gradient ∂U(o_k, a_k)/∂a_k, learnt from
+/// every agent's rows of the batch (B·n rows for one shared network), where a centralised critic
+/// has to learn n partial derivatives of one network on [s ‖ a₁..a_n] from B rows — the credit
+/// assignment that does not scale to 38–95 agents. Around the operating point a step starts from,
+/// the team reward is close to additive in the agents' reactive powers (voltages are linear in q to
+/// first order, LinDistFlow), which is what the factorisation assumes; V(s) carries the rest.
+/// Its cost grows linearly with the number of agents (as the shared actor's), not with the joint
+/// action's width times the state's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CriticKind {
     #[default]
     Centralized,
     Local,
+    Factored,
 }
 
 impl CriticKind {
-    /// (input width, action width) of a critic.
+    /// (input width, action width) of a critic's network on [input ‖ action]: the centralised one
+    /// on (state, n actions), the local one and the factored critic's utility U on (observation ‖
+    /// one-hot id, own action).
     pub fn dims(self, n_agents: usize, obs_dim: usize, state_dim: usize) -> (usize, usize) {
         match self {
             CriticKind::Centralized => (state_dim, n_agents),
-            CriticKind::Local => (obs_dim + n_agents, 1),
+            CriticKind::Local | CriticKind::Factored => (obs_dim + n_agents, 1),
         }
     }
 
-    /// Critic inputs of a batch: centralised → (state [B, S], actions [B, n]); local → one row per
-    /// agent, ([B·n, obs + n], [B·n, 1]).
+    /// Critic inputs of a batch: centralised → (state [B, S], actions [B, n]); local and factored
+    /// (its utility U) → one row per agent, ([B·n, obs + n], [B·n, 1]).
     pub fn inputs(self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> (Tensor, Tensor) {
         match self {
             CriticKind::Centralized => (state.shallow_clone(), actions.shallow_clone()),
-            CriticKind::Local => {
+            CriticKind::Local | CriticKind::Factored => {
                 let (b, n) = (obs.size()[0], obs.size()[1]);
                 let ids = Tensor::eye(n, (Kind::Float, obs.device())).unsqueeze(0).expand([b, n, n], false);
                 (Tensor::cat(&[obs, &ids], 2).view([b * n, -1]), actions.reshape([b * n, 1]))
@@ -54,10 +68,11 @@ impl CriticKind {
         }
     }
 
-    /// A per-transition column [B, 1] (reward, done) for each critic row.
+    /// A per-transition column [B, 1] (reward, done) for each critic row: [B, 1] for the
+    /// centralised and factored critics (one team value per transition), [B·n, 1] for local ones.
     pub fn rows(self, x: &Tensor, n_agents: i64) -> Tensor {
         match self {
-            CriticKind::Centralized => x.shallow_clone(),
+            CriticKind::Centralized | CriticKind::Factored => x.shallow_clone(),
             CriticKind::Local => x.expand([x.size()[0], n_agents], false).reshape([-1, 1]),
         }
     }
@@ -206,28 +221,55 @@ pub fn init_uniform(vs: &nn::VarStore, prefix: &str, bound: f64, seed: u64) {
     }
 }
 
-/// Centralised critic: [state ‖ all actions] → hidden → hidden → Q (team value).
+/// A critic of [`CriticKind`]: an MLP [input ‖ action] → hidden → hidden → Q (centralised: input =
+/// state, action = all actions; local: one agent's row), or, factored, the state value V(s) (an MLP
+/// of the same shape) plus the mean over agents of a shared utility U(o_k ‖ id_k, a_k).
 #[derive(Debug)]
 pub struct Critic {
+    kind: CriticKind,
     net: nn::Sequential,
+    /// The factored critic's state value V(s) (None for the other kinds).
+    value: Option<nn::Sequential>,
+}
+
+fn mlp(p: &nn::Path, i: i64, h: i64) -> nn::Sequential {
+    nn::seq()
+        .add(nn::linear(p / "l1", i, h, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(p / "l2", h, h, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(p / "l3", h, 1, Default::default()))
 }
 
 impl Critic {
-    /// A critic on `input_dim` features and `action_dim` actions.
-    pub fn new(p: &nn::Path, input_dim: usize, action_dim: usize, hidden: usize) -> Critic {
-        let (i, h) = ((input_dim + action_dim) as i64, hidden as i64);
-        let net = nn::seq()
-            .add(nn::linear(p / "l1", i, h, Default::default()))
-            .add_fn(|x| x.relu())
-            .add(nn::linear(p / "l2", h, h, Default::default()))
-            .add_fn(|x| x.relu())
-            .add(nn::linear(p / "l3", h, 1, Default::default()));
-        Critic { net }
+    /// A critic of `kind` for `n_agents` agents with observation rows of `obs_dim` and a global
+    /// state of `state_dim` (variables under `p`; the factored critic's U under `p/u`, V under `p/v`).
+    pub fn new(p: &nn::Path, kind: CriticKind, n_agents: usize, obs_dim: usize, state_dim: usize, hidden: usize) -> Critic {
+        let (i, a) = kind.dims(n_agents, obs_dim, state_dim);
+        match kind {
+            CriticKind::Centralized | CriticKind::Local => Critic { kind, net: mlp(p, (i + a) as i64, hidden as i64), value: None },
+            CriticKind::Factored => Critic { kind, net: mlp(&(p / "u"), (i + a) as i64, hidden as i64), value: Some(mlp(&(p / "v"), state_dim as i64, hidden as i64)) },
+        }
     }
 
-    /// state [B, S], actions [B, n] → Q [B, 1].
-    pub fn forward(&self, state: &Tensor, actions: &Tensor) -> Tensor {
-        self.net.forward(&Tensor::cat(&[state, actions], 1))
+    /// The network on [input ‖ action] rows: the centralised critic's Q [B, 1] for state [B, S] and
+    /// actions [B, n]; a local critic's (or the factored critic's utility U) per row.
+    pub fn forward(&self, input: &Tensor, actions: &Tensor) -> Tensor {
+        self.net.forward(&Tensor::cat(&[input, actions], 1))
+    }
+
+    /// The critic's value of a batch — observations [B, n, obs], states [B, S], actions [B, n]:
+    /// [B, 1] (centralised, factored) or [B·n, 1] (local, one row per agent).
+    pub fn value(&self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> Tensor {
+        let (x, a) = self.kind.inputs(obs, state, actions);
+        let q = self.forward(&x, &a);
+        match &self.value {
+            None => q,
+            Some(v) => {
+                let (b, n) = (obs.size()[0], obs.size()[1]);
+                v.forward(state) + q.view([b, n]).mean_dim([1i64].as_slice(), true, Kind::Float)
+            }
+        }
     }
 }
 

@@ -166,7 +166,7 @@ fn checkpoint_round_trip_gives_the_same_actions() {
     other.load(&dir, 5).unwrap();
     other.act(&obs, N, &mut b);
     assert_eq!(a, b);
-    let q = |x: &Matd3| x.q1(&batch.state, &batch.actions).sum(Kind::Double).double_value(&[]);
+    let q = |x: &Matd3| x.q1(&batch.obs, &batch.state, &batch.actions).sum(Kind::Double).double_value(&[]);
     assert_eq!(q(&m), q(&other));
     let _ = nn::seq().forward(&Tensor::zeros([1], (Kind::Float, Device::Cpu)));
 }
