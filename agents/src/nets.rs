@@ -46,21 +46,25 @@ pub enum CriticKind {
 
 impl CriticKind {
     /// (input width, action width) of a critic's network on [input ‖ action]: the centralised one
-    /// on (state, n actions), the local one and the factored critic's utility U on (observation ‖
-    /// one-hot id, own action).
+    /// on (state, n actions), the local one on (observation ‖ one-hot id, own action). (The factored
+    /// critic's utility takes [observation ‖ own action] and a learnt per-agent offset instead of the
+    /// one-hot id: the same function, without n columns of zeros in every row.)
     pub fn dims(self, n_agents: usize, obs_dim: usize, state_dim: usize) -> (usize, usize) {
         match self {
             CriticKind::Centralized => (state_dim, n_agents),
-            CriticKind::Local | CriticKind::Factored => (obs_dim + n_agents, 1),
+            CriticKind::Local => (obs_dim + n_agents, 1),
+            CriticKind::Factored => (obs_dim, 1),
         }
     }
 
-    /// Critic inputs of a batch: centralised → (state [B, S], actions [B, n]); local and factored
-    /// (its utility U) → one row per agent, ([B·n, obs + n], [B·n, 1]).
+    /// Critic inputs of a batch: centralised → (state [B, S], actions [B, n]); local → one row per
+    /// agent, ([B·n, obs + n], [B·n, 1]); factored → ([B, n, obs], [B, n, 1]) (its utility's rows,
+    /// without the id).
     pub fn inputs(self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> (Tensor, Tensor) {
         match self {
             CriticKind::Centralized => (state.shallow_clone(), actions.shallow_clone()),
-            CriticKind::Local | CriticKind::Factored => {
+            CriticKind::Factored => (obs.shallow_clone(), actions.unsqueeze(2)),
+            CriticKind::Local => {
                 let (b, n) = (obs.size()[0], obs.size()[1]);
                 let ids = Tensor::eye(n, (Kind::Float, obs.device())).unsqueeze(0).expand([b, n, n], false);
                 (Tensor::cat(&[obs, &ids], 2).view([b * n, -1]), actions.reshape([b * n, 1]))
@@ -223,13 +227,19 @@ pub fn init_uniform(vs: &nn::VarStore, prefix: &str, bound: f64, seed: u64) {
 
 /// A critic of [`CriticKind`]: an MLP [input ‖ action] → hidden → hidden → Q (centralised: input =
 /// state, action = all actions; local: one agent's row), or, factored, the state value V(s) (an MLP
-/// of the same shape) plus the mean over agents of a shared utility U(o_k ‖ id_k, a_k).
+/// of the same shape) plus the mean over agents of a shared utility U(o_k ‖ id_k, a_k) — an MLP of
+/// the same shape on [o_k ‖ a_k] whose first layer adds a learnt offset per agent (what a one-hot id
+/// column block would add).
 #[derive(Debug)]
 pub struct Critic {
     kind: CriticKind,
-    net: nn::Sequential,
-    /// The factored critic's state value V(s) (None for the other kinds).
-    value: Option<nn::Sequential>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Mlp(nn::Sequential),
+    Factored { u1: nn::Linear, id: Tensor, u2: nn::Linear, u3: nn::Linear, v: nn::Sequential },
 }
 
 fn mlp(p: &nn::Path, i: i64, h: i64) -> nn::Sequential {
@@ -246,28 +256,36 @@ impl Critic {
     /// state of `state_dim` (variables under `p`; the factored critic's U under `p/u`, V under `p/v`).
     pub fn new(p: &nn::Path, kind: CriticKind, n_agents: usize, obs_dim: usize, state_dim: usize, hidden: usize) -> Critic {
         let (i, a) = kind.dims(n_agents, obs_dim, state_dim);
-        match kind {
-            CriticKind::Centralized | CriticKind::Local => Critic { kind, net: mlp(p, (i + a) as i64, hidden as i64), value: None },
-            CriticKind::Factored => Critic { kind, net: mlp(&(p / "u"), (i + a) as i64, hidden as i64), value: Some(mlp(&(p / "v"), state_dim as i64, hidden as i64)) },
-        }
+        let h = hidden as i64;
+        let body = match kind {
+            CriticKind::Centralized | CriticKind::Local => Body::Mlp(mlp(p, (i + a) as i64, h)),
+            CriticKind::Factored => {
+                let u = p / "u";
+                // The offsets start as a one-hot id block of a first layer on [o ‖ id ‖ a] would.
+                let bound = 1.0 / ((i + a + n_agents) as f64).sqrt();
+                Body::Factored {
+                    u1: nn::linear(&u / "l1", (i + a) as i64, h, Default::default()),
+                    id: u.var("id", &[n_agents as i64, h], nn::Init::Uniform { lo: -bound, up: bound }),
+                    u2: nn::linear(&u / "l2", h, h, Default::default()),
+                    u3: nn::linear(&u / "l3", h, 1, Default::default()),
+                    v: mlp(&(p / "v"), state_dim as i64, h),
+                }
+            }
+        };
+        Critic { kind, body }
     }
 
-    /// The network on [input ‖ action] rows: the centralised critic's Q [B, 1] for state [B, S] and
-    /// actions [B, n]; a local critic's (or the factored critic's utility U) per row.
-    pub fn forward(&self, input: &Tensor, actions: &Tensor) -> Tensor {
-        self.net.forward(&Tensor::cat(&[input, actions], 1))
-    }
-
-    /// The critic's value of a batch — observations [B, n, obs], states [B, S], actions [B, n]:
-    /// [B, 1] (centralised, factored) or [B·n, 1] (local, one row per agent).
+    /// The value of a batch — observations [B, n, obs], states [B, S], actions [B, n]: [B, 1]
+    /// (centralised, factored) or [B·n, 1] (local, one row per agent).
     pub fn value(&self, obs: &Tensor, state: &Tensor, actions: &Tensor) -> Tensor {
         let (x, a) = self.kind.inputs(obs, state, actions);
-        let q = self.forward(&x, &a);
-        match &self.value {
-            None => q,
-            Some(v) => {
-                let (b, n) = (obs.size()[0], obs.size()[1]);
-                v.forward(state) + q.view([b, n]).mean_dim([1i64].as_slice(), true, Kind::Float)
+        match &self.body {
+            Body::Mlp(net) => net.forward(&Tensor::cat(&[x, a], 1)),
+            Body::Factored { u1, id, u2, u3, v } => {
+                // [B, n, obs + 1] → [B, n, h] (+ the agent's offset) → [B, n, 1]: U per agent row.
+                let h1 = (u1.forward(&Tensor::cat(&[x, a], 2)) + id.unsqueeze(0)).relu();
+                let u = u3.forward(&u2.forward(&h1).relu()).squeeze_dim(2);
+                v.forward(state) + u.mean_dim([1i64].as_slice(), true, Kind::Float)
             }
         }
     }
