@@ -349,8 +349,12 @@ impl Trainer {
         if self.ep.active {
             let opts = ResetOptions { split: Split::Train, ..Default::default() };
             self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
+            self.pipeline.reset();
             let n = self.env.n_agents();
             for row in self.ep.applied.chunks_exact(n) {
+                // The pipeline's own state (droop's setpoint under `residual = "droop_offset"`)
+                // follows the same steps.
+                self.pipeline.advance_base(&self.env);
                 self.env.step(row)?;
             }
         }
@@ -544,6 +548,7 @@ impl Trainer {
                     break;
                 }
                 self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
+                self.pipeline.reset();
                 self.ep.active = true;
                 self.ep.pending_end = false;
                 self.ep.ret = 0.0;

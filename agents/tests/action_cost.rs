@@ -28,15 +28,16 @@ fn task_with_q_weight(name: &str, q_weight: f64) -> Arc<Task> {
 /// of (action, base, range) equals α·mean|q| of the step the environment solved, and the reward
 /// of the same step with α = 0 is the reward plus exactly that term — so r = r_v − c(a) holds and
 /// the critics' target G = Q + c is what the update computes. With an action scale s < 1 the
-/// grid's action stays within ±s of droop's, and the cost follows it.
+/// grid's action stays within ±s of droop's, and the cost follows it — also with droop running on its
+/// own under the correction (`Residual::DroopOffset`).
 #[test]
 fn the_known_cost_is_the_rewards_reactive_power_term() {
     use rand::{RngExt, SeedableRng};
-    for (name, scale) in [("mapdn33", 1.0), ("mapdn141", 1.0), ("mapdn141", 0.3)] {
+    for (name, scale, residual) in [("mapdn33", 1.0, Residual::Droop), ("mapdn141", 1.0, Residual::Droop), ("mapdn141", 0.3, Residual::Droop), ("mapdn141", 0.3, Residual::DroopOffset)] {
         let alpha = 0.37;
         let (with, without) = (task_with_q_weight(name, alpha), task_with_q_weight(name, 0.0));
         let mut envs = [VoltageEnv::new(with.clone()).unwrap(), VoltageEnv::new(without).unwrap()];
-        let dep = Deployment { dead_zone: 0.2, residual: Residual::Droop, action_scale: scale, ..Default::default() };
+        let dep = Deployment { dead_zone: 0.2, residual, action_scale: scale, ..Default::default() };
         let mut pipe = ActionPipeline::new(&with, dep).unwrap();
         let n = envs[0].n_agents();
         let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale };
@@ -444,6 +445,30 @@ fn a_droop_target_budget_run_resumes_bit_for_bit() {
     t.run(&mut log).unwrap();
     let full = log.evals.clone();
     assert_eq!(full.len(), 5);
+    let mut resumed = Trainer::new(cfg).unwrap();
+    resumed.resume(&dir.join("ck300"), &dir.join("replay")).unwrap().expect("a resumable checkpoint");
+    let mut log2 = Checkpointing { evals: Vec::new(), dir: dir.join("again") };
+    resumed.run(&mut log2).unwrap();
+    assert_eq!(log2.evals, full[3..].to_vec(), "the resumed run's validations differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run on the offset residual (droop's own setpoint lives in the pipeline) resumes from a
+/// checkpoint taken in the middle of an episode and takes the uninterrupted run's steps: the resumed
+/// environment and pipeline are re-stepped together.
+#[test]
+fn an_offset_residual_run_resumes_mid_episode_bit_for_bit() {
+    let _guard = torch_lock();
+    let mut cfg = config("analytic_q_cost = true\naction_scale = 0.3");
+    cfg.residual = Residual::DroopOffset;
+    (cfg.checkpoint_every, cfg.eval_every, cfg.total_steps) = (100, 100, 500);
+    let dir = std::env::temp_dir().join(format!("va-offset-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut log = Checkpointing { evals: Vec::new(), dir: dir.clone() };
+    Trainer::new(cfg.clone()).unwrap().run(&mut log).unwrap();
+    let full = log.evals.clone();
+    assert_eq!(full.len(), 5);
+    // Step 300 is 60 steps into the second 240-step episode.
     let mut resumed = Trainer::new(cfg).unwrap();
     resumed.resume(&dir.join("ck300"), &dir.join("replay")).unwrap().expect("a resumable checkpoint");
     let mut log2 = Checkpointing { evals: Vec::new(), dir: dir.join("again") };

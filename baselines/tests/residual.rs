@@ -49,3 +49,62 @@ fn zero_corrections_on_the_droop_residual_are_droop() {
         }
     }
 }
+
+/// `Residual::DroopOffset`: droop runs on its own and the correction is an offset on its output.
+/// Zero corrections are droop bit for bit (over two episodes back to back, so droop's own setpoint
+/// is taken afresh at each reset); a held correction r stays r above droop's setpoint, where on
+/// `Residual::Droop` the same r accumulates through droop's filter to about r / smoothing.
+#[test]
+fn the_offset_residual_is_droop_at_zero_and_does_not_integrate_a_held_correction() {
+    let task = Arc::new(Task::load("mapdn33").unwrap());
+    let run = |c: Box<dyn Controller>, d: Deployment, seeds: &[u64]| {
+        let mut env = VoltageEnv::new(task.clone()).unwrap();
+        let mut dep = Deployed::new(c, &task, d).unwrap();
+        evaluate(&mut env, &mut dep, Split::Test, seeds, &mut |_, _, _| {}).unwrap()
+    };
+    let offset = Deployment { residual: Residual::DroopOffset, ..Default::default() };
+    let droop = run(Box::new(Droop::default()), Deployment::default(), &[0, 1]);
+    let zero = run(Box::new(NoControl), offset, &[0, 1]);
+    assert_eq!(zero.metrics, droop.metrics);
+    assert_eq!(zero.mean_return.to_bits(), droop.mean_return.to_bits());
+    // A run's second episode is the same as that episode alone: nothing leaks across a reset.
+    let mut per_episode = Vec::new();
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let mut dep = Deployed::new(Box::new(Constant(0.2)), &task, offset).unwrap();
+    evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |i, e, _| if i == 1 { per_episode.push(e.local(0).q_mvar.to_bits()) }).unwrap();
+    let mut alone = Vec::new();
+    let mut dep = Deployed::new(Box::new(Constant(0.2)), &task, offset).unwrap();
+    evaluate(&mut env, &mut dep, Split::Test, &[1], &mut |_, e, _| alone.push(e.local(0).q_mvar.to_bits())).unwrap();
+    assert_eq!(per_episode, alone, "the second episode depends on the first");
+    // Held correction r = 0.05: the setpoint's distance from droop's own target (action units,
+    // averaged over agents and the last 100 steps of an episode).
+    let r = 0.05;
+    let settled = |d: Deployment| {
+        let mut env = VoltageEnv::new(task.clone()).unwrap();
+        let mut dep = Deployed::new(Box::new(Constant(r)), &task, d).unwrap();
+        let opts = voltarena_env::ResetOptions { split: Split::Test, data_noise: Some(false), ..Default::default() };
+        env.reset(0, &opts).unwrap();
+        dep.reset(&env, 0);
+        let mut act = vec![0.0; env.n_agents()];
+        let (mut sum, mut count) = (0.0, 0);
+        for t in 0..240 {
+            dep.act(&env, &mut act);
+            if t >= 140 {
+                for (k, a) in act.iter().enumerate() {
+                    if a.abs() < 0.99 {
+                        sum += a - dep.pipeline().droop_target()[k];
+                        count += 1;
+                    }
+                }
+            }
+            dep.step(&mut env, &act).unwrap();
+        }
+        sum / count.max(1) as f64
+    };
+    let (off, integ) = (settled(offset), settled(Deployment { residual: Residual::Droop, ..Default::default() }));
+    assert!((off - r).abs() < 0.3 * r, "offset residual: setpoint − droop target {off}, expected ≈ {r}");
+    assert!(integ > 5.0 * r, "droop residual: setpoint − droop target {integ}, expected ≈ {} (r / smoothing)", r / 0.1);
+    // The key's name in configs and result files.
+    let d: Deployment = toml::from_str("residual = \"droop_offset\"").unwrap();
+    assert_eq!(d.residual, Residual::DroopOffset);
+}

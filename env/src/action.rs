@@ -81,9 +81,17 @@ pub fn droop_action(env: &crate::VoltageEnv, k: usize, curve: &DroopCurve, smoot
 /// Agent `k`'s droop action (as [`droop_action`]) and the curve's own target at its bus voltage
 /// (the setpoint the filter moves towards, the action with `smoothing` = 1), both in action units.
 pub fn droop_actions(env: &crate::VoltageEnv, k: usize, curve: &DroopCurve, smoothing: f64) -> (f64, f64) {
+    droop_step_from(env, k, curve, smoothing, env.local(k).q_mvar)
+}
+
+/// Agent `k`'s droop step as [`droop_actions`], but from setpoint `from_q_mvar` instead of the one
+/// in force: (action, the curve's target action). With `from_q_mvar` = droop's own previous
+/// setpoint, this is droop running on its own whatever else is added to its output
+/// (`voltarena_env::deploy::Residual::DroopOffset`).
+pub fn droop_step_from(env: &crate::VoltageEnv, k: usize, curve: &DroopCurve, smoothing: f64, from_q_mvar: f64) -> (f64, f64) {
     let l = env.local(k);
     let target = curve.response(l.v_pu) * curve.q_frac * l.q_avail_mvar;
-    let q = l.q_mvar + smoothing * (target - l.q_mvar);
+    let q = from_q_mvar + smoothing * (target - from_q_mvar);
     let range = q_range(l.action_scale, l.q_avail_mvar);
     (action_of_q(q, range), action_of_q(target, range))
 }

@@ -73,8 +73,18 @@ pub enum Residual {
     #[default]
     None,
     /// a_grid = clip(droop(v) + a, ±1): droop with the registry's defaults (curve 0.95 / 0.98 /
-    /// 1.02 / 1.05 pu, full range, smoothing 0.1), corrected by the controller.
+    /// 1.02 / 1.05 pu, full range, smoothing 0.1), corrected by the controller. Droop's filter steps
+    /// from the setpoint in force, which includes the correction, so a correction r held step after
+    /// step accumulates to r / smoothing: the controller's action moves an integrator.
     Droop,
+    /// a_grid = clip(d_t + a, ±1), d_t droop's own setpoint: droop (the same curve and smoothing)
+    /// runs on its own — its filter steps from its own previous setpoint d_{t−1}, not from the
+    /// corrected one in force — and the controller's action is an offset on its output. A held
+    /// correction r settles at droop's setpoint + r, and each step's action acts on that step only:
+    /// a policy's immediate reward depends on its own action, not on the corrections before it,
+    /// and the steady state is a Volt/VAr curve shifted by r(v). Zero output is droop, bit for bit.
+    #[serde(rename = "droop_offset")]
+    DroopOffset,
 }
 
 impl Residual {
@@ -169,6 +179,10 @@ pub struct ActionPipeline {
     /// Droop's static target of the last call (the curve at each bus voltage, action units;
     /// zeros without a residual).
     target: Vec<f64>,
+    /// `Residual::DroopOffset`: droop's own action at the last call, and whether its setpoint has
+    /// been taken from the environment since the last [`reset`](Self::reset).
+    own_a: Vec<f64>,
+    own_started: bool,
     stats: PipelineStats,
 }
 
@@ -181,7 +195,41 @@ impl ActionPipeline {
             return Err(DeployError::ActionScale(deployment.action_scale));
         }
         let safety = SafetyLayer::new(task, deployment.safety)?;
-        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; task.n_agents()], base: vec![0.0; task.n_agents()], target: vec![0.0; task.n_agents()], stats: PipelineStats::default() })
+        let n = task.n_agents();
+        Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; n], base: vec![0.0; n], target: vec![0.0; n], own_a: vec![0.0; n], own_started: false, stats: PipelineStats::default() })
+    }
+
+    /// A new episode: with `Residual::DroopOffset`, droop's own setpoint is taken from the
+    /// environment again at the next step (every other pipeline is stateless between steps). Call
+    /// after every `reset` of the environment.
+    pub fn reset(&mut self) {
+        self.own_started = false;
+    }
+
+    /// Computes the residual base (and droop's target) for the environment's present state and, with
+    /// `Residual::DroopOffset`, advances droop's own setpoint by one step: what [`apply`](Self::apply)
+    /// does before the actions are added. A resumed run calls it for every step it re-takes, so that
+    /// droop's own setpoint is where the uninterrupted run had it.
+    pub fn advance_base(&mut self, env: &VoltageEnv) {
+        let curve = crate::action::DroopCurve::DEFAULT;
+        match self.deployment.residual {
+            Residual::None => {}
+            Residual::Droop => {
+                for k in 0..self.base.len() {
+                    (self.base[k], self.target[k]) = crate::action::droop_actions(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
+                }
+            }
+            Residual::DroopOffset => {
+                for k in 0..self.base.len() {
+                    // Droop's own setpoint: the one in force at an episode's first step, then the
+                    // one its own last action put in force (at the active power of that step).
+                    let from = if self.own_started { env.setpoint_of_action(k, self.own_a[k]) } else { env.local(k).q_mvar };
+                    (self.base[k], self.target[k]) = crate::action::droop_step_from(env, k, &curve, RESIDUAL_DROOP_SMOOTHING, from);
+                    self.own_a[k] = self.base[k];
+                }
+                self.own_started = true;
+            }
+        }
     }
 
     /// Maps a controller's raw actions to the actions the grid gets (`out`); afterwards
@@ -196,11 +244,10 @@ impl ActionPipeline {
                 *a *= scale;
             }
         }
-        if self.deployment.residual == Residual::Droop {
-            let curve = crate::action::DroopCurve::DEFAULT;
-            for (k, a) in self.proposal.iter_mut().enumerate() {
-                (self.base[k], self.target[k]) = crate::action::droop_actions(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
-                *a = (self.base[k] + *a).clamp(-1.0, 1.0);
+        if !self.deployment.residual.is_none() {
+            self.advance_base(env);
+            for (a, b) in self.proposal.iter_mut().zip(&self.base) {
+                *a = (b + *a).clamp(-1.0, 1.0);
             }
         }
         let t0 = Instant::now();
@@ -241,7 +288,7 @@ impl ActionPipeline {
         &self.base
     }
 
-    /// Droop's static target at the last [`apply`](Self::apply) (with `Residual::Droop`; zeros
+    /// Droop's static target at the last [`apply`](Self::apply) (with a droop residual; zeros
     /// otherwise): the setpoint droop's filter moves towards at the present voltages, in action
     /// units. A correction r held on top of the base settles at target + r / smoothing, while the
     /// base itself already carries the correction's accumulated part, so a budget on reactive power
@@ -298,6 +345,7 @@ impl<'a> Deployed<'a> {
     /// Called after every `reset` of the environment.
     pub fn reset(&mut self, env: &VoltageEnv, seed: u64) {
         self.controller.reset(env, seed);
+        self.pipeline.reset();
     }
 
     /// The actions the grid gets now: the controller's, through the pipeline.

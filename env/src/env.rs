@@ -521,6 +521,14 @@ impl VoltageEnv {
         crate::action::q_range(self.task.spec.action_scale, q_available(self.task.pvs[k].s_mva, self.pv_p[k]))
     }
 
+    /// The setpoint (Mvar) a step without faults or lost messages puts in force for agent `k`'s
+    /// action `a` at the active power the last step was solved with: clamp(a, ±1) · scale · q̄,
+    /// clipped to q̄ — what the inverter holds after such a step asked for `a`.
+    pub fn setpoint_of_action(&self, k: usize, a: f64) -> f64 {
+        let avail = q_available(self.task.pvs[k].s_mva, self.pv_p[k]);
+        q_of_action(a, self.task.spec.action_scale, avail).clamp(-avail, avail)
+    }
+
     /// PV active power the panels offer now, before curtailment (MW, per agent).
     pub fn pv_available_mw(&self) -> &[f64] {
         &self.pv_avail

@@ -164,6 +164,7 @@ impl Env {
         };
         let opts = ResetOptions { split, start, ..Default::default() };
         self.slot.env.reset(seed, &opts).map_err(env_err)?;
+        self.slot.pipeline.reset();
         Ok((self.obs(py)?, PyArray1::from_slice(py, self.slot.env.state())))
     }
 
@@ -311,6 +312,7 @@ impl VecEnv {
             self.pool.install(|| {
                 slots.par_iter_mut().zip(episodes.par_iter_mut()).zip(obs.par_chunks_mut(ad)).zip(state.par_chunks_mut(sd)).enumerate().for_each(|(i, (((slot, ep), o), s))| {
                     let r = slot.env.reset(episode_seed(seed, i as u64, n, 0), &ResetOptions { split, ..Default::default() });
+                    slot.pipeline.reset();
                     *ep = 1;
                     match r {
                         Ok(()) => {
@@ -378,6 +380,7 @@ impl VecEnv {
                             fo.copy_from_slice(slot.env.observations());
                             fs.copy_from_slice(slot.env.state());
                             let e = slot.env.reset(episode_seed(seed, i as u64, nn, *ep), &ResetOptions { split, ..Default::default() });
+                            slot.pipeline.reset();
                             *ep += 1;
                             if let Err(e) = e {
                                 err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert((i, e));
