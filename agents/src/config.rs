@@ -258,6 +258,10 @@ impl TrainConfig {
             // The budget is droop's own exact cost on the replay states.
             return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\"", self.matd3.q_budget));
         }
+        if self.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopAlone && self.residual != voltarena_env::deploy::Residual::DroopOffset {
+            // Droop alone is the reference only where the base is droop's own, unmoved by the offsets' past.
+            return Err(ConfigError::new("matd3.q_budget_reference", "\"base\" or \"droop_target\" unless residual = \"droop_offset\"", "\"droop_alone\""));
+        }
         self.matd3.validate()?;
         self.maddpg.validate()?;
         let batch = match self.algorithm {

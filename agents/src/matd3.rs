@@ -84,7 +84,7 @@ pub struct Matd3Config {
     #[serde(skip_serializing_if = "is_default_dual_lr")]
     pub q_budget_lr: f64,
     /// What the budget measures a correction from (`BudgetReference`): `"base"` (default, what
-    /// the runs of session 14 used) or `"droop_target"`. Left out of the resolved config at its
+    /// the runs of session 14 used), `"droop_target"` or `"droop_alone"`. Left out of the resolved config at its
     /// default.
     #[serde(skip_serializing_if = "BudgetReference::is_base")]
     pub q_budget_reference: BudgetReference,
@@ -106,6 +106,16 @@ pub enum BudgetReference {
     /// c_held = c(T + r / s) against c(T), droop's static target at the transition's voltages
     /// (kept per transition in the replay): the settled cost of the correction against droop's.
     DroopTarget,
+    /// Needs `residual = "droop_offset"`: c(base + r) — the cost the policy's action has at the
+    /// transition, droop's own filter output plus the offset — against the cost of **droop alone**
+    /// at the same step of the same training day (a shadow environment runs droop on its own beside
+    /// the training one; its applied actions are kept per transition). The other references compare
+    /// with droop's action at the policy's own states, which the policy moves: its offsets shift the
+    /// voltages, and droop's part of the setpoint follows, so the reference grows with the policy's
+    /// spending (measured in session 16: the budget met on replay states at ρ = 0.95 while the policy
+    /// spent 11 % more than droop on the same training days). Droop alone does not depend on the
+    /// policy, so this budget is on the closed-loop QL against droop's own on the days trained on.
+    DroopAlone,
 }
 
 impl BudgetReference {
@@ -381,13 +391,15 @@ impl Matd3 {
                     if c.q_budget > 0.0 {
                         // The budget is on the cost the correction reaches when held, the
                         // closed-loop cost; the one-step cost is 1/gain of it.
-                        let from = match c.q_budget_reference {
-                            BudgetReference::Base => &t.base,
-                            BudgetReference::DroopTarget => t.droop_target.as_ref().expect("a batch with droop's targets"),
+                        let kept = || t.droop_target.as_ref().expect("a batch with droop's targets or droop-alone actions");
+                        let (from, reference) = match c.q_budget_reference {
+                            BudgetReference::Base => (&t.base, &t.base),
+                            BudgetReference::DroopTarget => (kept(), kept()),
+                            BudgetReference::DroopAlone => (&t.base, kept()),
                         };
                         let held = k.held_cost(&mu, from, &t.range, self.budget_gain);
                         let spent = held.mean(Kind::Float).double_value(&[]);
-                        let droop = k.base_cost(from, &t.range).mean(Kind::Float).double_value(&[]);
+                        let droop = k.base_cost(reference, &t.range).mean(Kind::Float).double_value(&[]);
                         budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
                         objective = objective - held * self.q_multiplier;
                     }

@@ -186,6 +186,9 @@ pub struct Trainer {
     /// Dead zone and safety layer between the (exploring) actor and the grid: the same pipeline
     /// the deployed policy acts through.
     pipeline: ActionPipeline,
+    /// `matd3.q_budget_reference = "droop_alone"`: droop on its own on the same training day,
+    /// stepped beside the training environment (its applied actions are the budget's reference).
+    shadow: Option<Shadow>,
     /// Steps where the safety layer changed the training action, and where it could not meet
     /// every linearised constraint (cumulative).
     pub safety_interventions: usize,
@@ -208,6 +211,29 @@ pub struct Trainer {
     state: Vec<f32>,
     actions: Vec<f64>,
     actions_f32: Vec<f32>,
+}
+
+/// Droop alone on the training episode's day: the same reset, its own pipeline given zero offsets.
+struct Shadow {
+    env: VoltageEnv,
+    pipeline: ActionPipeline,
+    zeros: Vec<f64>,
+    /// The actions the grid got from droop alone at the last step.
+    applied: Vec<f64>,
+}
+
+impl Shadow {
+    fn reset(&mut self, seed: u64, opts: &ResetOptions) -> Result<(), TrainError> {
+        self.env.reset(seed, opts)?;
+        self.pipeline.reset();
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), TrainError> {
+        self.pipeline.apply(&self.env, &self.zeros, &mut self.applied);
+        self.env.step(&self.applied)?;
+        Ok(())
+    }
 }
 
 /// Where the training loop stands in its episode: what a resumable checkpoint needs to put the
@@ -246,8 +272,9 @@ struct Segments {
     previous: Vec<String>,
 }
 
-/// Seed of training episode `e` (every episode a different, reproducible start).
-fn episode_seed(seed: u64, e: usize) -> u64 {
+/// Seed of training episode `e` of a run with seed `seed` (every episode a different,
+/// reproducible start; the environment is reset with it on the training split).
+pub fn episode_seed(seed: u64, e: usize) -> u64 {
     seed.wrapping_mul(1_000_003).wrapping_add(e as u64)
 }
 
@@ -289,11 +316,19 @@ impl Trainer {
             }
         }
         let mut buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };
-        if cfg.algorithm == crate::config::Algorithm::Matd3 && cfg.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopTarget {
+        let reference = cfg.matd3.q_budget_reference;
+        if cfg.algorithm == crate::config::Algorithm::Matd3 && reference != crate::matd3::BudgetReference::Base {
+            // The same per-transition column: droop's targets, or droop alone's applied actions.
             buffer = buffer.keep_droop_target();
         }
+        let shadow = if cfg.algorithm == crate::config::Algorithm::Matd3 && reference == crate::matd3::BudgetReference::DroopAlone {
+            Some(Shadow { env: VoltageEnv::new(task.clone())?, pipeline: ActionPipeline::new(&task, cfg.deployment())?, zeros: vec![0.0; n], applied: vec![0.0; n] })
+        } else {
+            None
+        };
         Ok(Trainer {
             pipeline,
+            shadow,
             safety_interventions: 0,
             safety_infeasible: 0,
             policy_actions: vec![0.0; n],
@@ -350,12 +385,18 @@ impl Trainer {
             let opts = ResetOptions { split: Split::Train, ..Default::default() };
             self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
             self.pipeline.reset();
+            if let Some(sh) = &mut self.shadow {
+                sh.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
+            }
             let n = self.env.n_agents();
             for row in self.ep.applied.chunks_exact(n) {
                 // The pipeline's own state (droop's setpoint under `residual = "droop_offset"`)
-                // follows the same steps.
+                // follows the same steps, and so does droop alone.
                 self.pipeline.advance_base(&self.env);
                 self.env.step(row)?;
+                if let Some(sh) = &mut self.shadow {
+                    sh.step()?;
+                }
             }
         }
         Ok(Some(logger))
@@ -549,6 +590,9 @@ impl Trainer {
                 }
                 self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
                 self.pipeline.reset();
+                if let Some(sh) = &mut self.shadow {
+                    sh.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
+                }
                 self.ep.active = true;
                 self.ep.pending_end = false;
                 self.ep.ret = 0.0;
@@ -587,6 +631,9 @@ impl Trainer {
                 self.safety_interventions += info.intervened as usize;
                 self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
+                if let Some(sh) = &mut self.shadow {
+                    sh.step()?;
+                }
                 self.ep.ret += s.reward;
                 self.ep.applied.extend_from_slice(&self.actions);
                 self.norm.observe_reward(s.reward, s.terminated || s.truncated);
@@ -610,7 +657,11 @@ impl Trainer {
                     }
                     let continues = self.ep.applied.len() > n;
                     self.buffer.push_cost(self.pipeline.base(), &self.q_range, continues);
-                    self.buffer.push_droop_target(self.pipeline.droop_target());
+                    let reference = match &self.shadow {
+                        Some(sh) => &sh.applied,
+                        None => self.pipeline.droop_target(),
+                    };
+                    self.buffer.push_droop_target(reference);
                 }
                 self.progress.step += 1;
                 log.step(self.progress.step);
