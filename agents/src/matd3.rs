@@ -106,15 +106,14 @@ pub enum BudgetReference {
     /// c_held = c(T + r / s) against c(T), droop's static target at the transition's voltages
     /// (kept per transition in the replay): the settled cost of the correction against droop's.
     DroopTarget,
-    /// Needs `residual = "droop_offset"`: c(base + r) — the cost the policy's action has at the
-    /// transition, droop's own filter output plus the offset — against the cost of **droop alone**
-    /// at the same step of the same training day (a shadow environment runs droop on its own beside
-    /// the training one; its applied actions are kept per transition). The other references compare
-    /// with droop's action at the policy's own states, which the policy moves: its offsets shift the
-    /// voltages, and droop's part of the setpoint follows, so the reference grows with the policy's
-    /// spending (measured in session 16: the budget met on replay states at ρ = 0.95 while the policy
-    /// spent 11 % more than droop on the same training days). Droop alone does not depend on the
-    /// policy, so this budget is on the closed-loop QL against droop's own on the days trained on.
+    /// Needs `residual = "droop_offset"`. The actor is charged λ·c(base + r) — the cost its offset r
+    /// has on top of droop's own filter output at the replay state — but λ's dual step is taken
+    /// once per training episode, in closed loop: the deterministic policy and droop alone are run
+    /// on that episode's day and λ ← max(0, λ + η (QL_π / QL_droop − ρ)). Measured in session 16,
+    /// a budget on replay states misses the closed-loop QL both ways: exploration noise makes
+    /// droop's own part spend ≈ 10 % more on the replay states than droop alone does (σ 0.2 → 0.15),
+    /// and a policy that meets the budget on old replay states spends more on the states it
+    /// drives the feeder to itself (ρ = 0.95 met on the replay, +11 % QL on the same training days).
     DroopAlone,
 }
 
@@ -391,15 +390,13 @@ impl Matd3 {
                     if c.q_budget > 0.0 {
                         // The budget is on the cost the correction reaches when held, the
                         // closed-loop cost; the one-step cost is 1/gain of it.
-                        let kept = || t.droop_target.as_ref().expect("a batch with droop's targets or droop-alone actions");
-                        let (from, reference) = match c.q_budget_reference {
-                            BudgetReference::Base => (&t.base, &t.base),
-                            BudgetReference::DroopTarget => (kept(), kept()),
-                            BudgetReference::DroopAlone => (&t.base, kept()),
+                        let from = match c.q_budget_reference {
+                            BudgetReference::Base | BudgetReference::DroopAlone => &t.base,
+                            BudgetReference::DroopTarget => t.droop_target.as_ref().expect("a batch with droop's targets"),
                         };
                         let held = k.held_cost(&mu, from, &t.range, self.budget_gain);
                         let spent = held.mean(Kind::Float).double_value(&[]);
-                        let droop = k.base_cost(reference, &t.range).mean(Kind::Float).double_value(&[]);
+                        let droop = k.base_cost(from, &t.range).mean(Kind::Float).double_value(&[]);
                         budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
                         objective = objective - held * self.q_multiplier;
                     }
@@ -410,7 +407,7 @@ impl Matd3 {
                 clip_grad_norm(&self.actor_vs, c.grad_clip);
                 self.actor_opt.step();
                 info.actor_loss = Some(actor_loss.double_value(&[]));
-                if let Some(gap) = budget_gap {
+                if let Some(gap) = budget_gap.filter(|_| c.q_budget_reference != BudgetReference::DroopAlone) {
                     // Dual ascent on the budget E c_held(μ) ≤ ρ E c(droop), on this batch's gap before the step.
                     self.q_multiplier = (self.q_multiplier + c.q_budget_lr * gap).max(0.0);
                 }
@@ -420,6 +417,13 @@ impl Matd3 {
         }
         info.q_multiplier = self.q_multiplier;
         info
+    }
+
+    /// One dual step of the reactive-power budget on a measured relative gap (spent / reference −
+    /// ρ): λ ← max(0, λ + `q_budget_lr` · gap). The closed-loop budget
+    /// (`q_budget_reference = "droop_alone"`) takes it once per training episode.
+    pub fn dual_step(&mut self, gap: f64) {
+        self.q_multiplier = (self.q_multiplier + self.cfg.q_budget_lr * gap).max(0.0);
     }
 
     /// The reactive-power budget's multiplier λ (0 when `q_budget` is off).

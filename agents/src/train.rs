@@ -186,9 +186,6 @@ pub struct Trainer {
     /// Dead zone and safety layer between the (exploring) actor and the grid: the same pipeline
     /// the deployed policy acts through.
     pipeline: ActionPipeline,
-    /// `matd3.q_budget_reference = "droop_alone"`: droop on its own on the same training day,
-    /// stepped beside the training environment (its applied actions are the budget's reference).
-    shadow: Option<Shadow>,
     /// Steps where the safety layer changed the training action, and where it could not meet
     /// every linearised constraint (cumulative).
     pub safety_interventions: usize,
@@ -211,29 +208,6 @@ pub struct Trainer {
     state: Vec<f32>,
     actions: Vec<f64>,
     actions_f32: Vec<f32>,
-}
-
-/// Droop alone on the training episode's day: the same reset, its own pipeline given zero offsets.
-struct Shadow {
-    env: VoltageEnv,
-    pipeline: ActionPipeline,
-    zeros: Vec<f64>,
-    /// The actions the grid got from droop alone at the last step.
-    applied: Vec<f64>,
-}
-
-impl Shadow {
-    fn reset(&mut self, seed: u64, opts: &ResetOptions) -> Result<(), TrainError> {
-        self.env.reset(seed, opts)?;
-        self.pipeline.reset();
-        Ok(())
-    }
-
-    fn step(&mut self) -> Result<(), TrainError> {
-        self.pipeline.apply(&self.env, &self.zeros, &mut self.applied);
-        self.env.step(&self.applied)?;
-        Ok(())
-    }
 }
 
 /// Where the training loop stands in its episode: what a resumable checkpoint needs to put the
@@ -316,19 +290,11 @@ impl Trainer {
             }
         }
         let mut buffer = if cfg.analytic_q_cost { ReplayBuffer::with_cost(cfg.buffer_size, n, od + hd, sd) } else { ReplayBuffer::new(cfg.buffer_size, n, od + hd, sd) };
-        let reference = cfg.matd3.q_budget_reference;
-        if cfg.algorithm == crate::config::Algorithm::Matd3 && reference != crate::matd3::BudgetReference::Base {
-            // The same per-transition column: droop's targets, or droop alone's applied actions.
+        if cfg.algorithm == crate::config::Algorithm::Matd3 && cfg.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopTarget {
             buffer = buffer.keep_droop_target();
         }
-        let shadow = if cfg.algorithm == crate::config::Algorithm::Matd3 && reference == crate::matd3::BudgetReference::DroopAlone {
-            Some(Shadow { env: VoltageEnv::new(task.clone())?, pipeline: ActionPipeline::new(&task, cfg.deployment())?, zeros: vec![0.0; n], applied: vec![0.0; n] })
-        } else {
-            None
-        };
         Ok(Trainer {
             pipeline,
-            shadow,
             safety_interventions: 0,
             safety_infeasible: 0,
             policy_actions: vec![0.0; n],
@@ -385,18 +351,12 @@ impl Trainer {
             let opts = ResetOptions { split: Split::Train, ..Default::default() };
             self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
             self.pipeline.reset();
-            if let Some(sh) = &mut self.shadow {
-                sh.reset(episode_seed(self.cfg.seed, self.progress.episode), &opts)?;
-            }
             let n = self.env.n_agents();
             for row in self.ep.applied.chunks_exact(n) {
                 // The pipeline's own state (droop's setpoint under `residual = "droop_offset"`)
-                // follows the same steps, and so does droop alone.
+                // follows the same steps.
                 self.pipeline.advance_base(&self.env);
                 self.env.step(row)?;
-                if let Some(sh) = &mut self.shadow {
-                    sh.step()?;
-                }
             }
         }
         Ok(Some(logger))
@@ -590,9 +550,6 @@ impl Trainer {
                 }
                 self.env.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
                 self.pipeline.reset();
-                if let Some(sh) = &mut self.shadow {
-                    sh.reset(episode_seed(self.cfg.seed, self.progress.episode), &train_opts)?;
-                }
                 self.ep.active = true;
                 self.ep.pending_end = false;
                 self.ep.ret = 0.0;
@@ -631,9 +588,6 @@ impl Trainer {
                 self.safety_interventions += info.intervened as usize;
                 self.safety_infeasible += info.infeasible as usize;
                 let s = self.env.step(&self.actions)?;
-                if let Some(sh) = &mut self.shadow {
-                    sh.step()?;
-                }
                 self.ep.ret += s.reward;
                 self.ep.applied.extend_from_slice(&self.actions);
                 self.norm.observe_reward(s.reward, s.terminated || s.truncated);
@@ -657,11 +611,7 @@ impl Trainer {
                     }
                     let continues = self.ep.applied.len() > n;
                     self.buffer.push_cost(self.pipeline.base(), &self.q_range, continues);
-                    let reference = match &self.shadow {
-                        Some(sh) => &sh.applied,
-                        None => self.pipeline.droop_target(),
-                    };
-                    self.buffer.push_droop_target(reference);
+                    self.buffer.push_droop_target(self.pipeline.droop_target());
                 }
                 self.progress.step += 1;
                 log.step(self.progress.step);
@@ -685,12 +635,46 @@ impl Trainer {
             }
             let summary = self.env.episode_metrics().summary(&self.task.bus_id);
             log.train_episode(self.progress.step, self.progress.episode, self.ep.ret, &summary);
+            self.closed_loop_budget_step()?;
             self.progress.episode += 1;
             self.ep.active = false;
             self.ep.pending_end = false;
         }
         log.checkpoint(self).map_err(TrainError::Log)?;
         Ok(())
+    }
+
+    /// `matd3.q_budget_reference = "droop_alone"`: the reactive-power budget's dual step after a
+    /// training episode, once the actor learns — λ ← max(0, λ + η (QL_π / QL_droop − ρ)) from
+    /// [`budget_measurement`](Self::budget_measurement) on the episode's day.
+    fn closed_loop_budget_step(&mut self) -> Result<(), TrainError> {
+        let c = &self.cfg.matd3;
+        if self.cfg.algorithm != crate::config::Algorithm::Matd3 || c.q_budget_reference != crate::matd3::BudgetReference::DroopAlone {
+            return Ok(());
+        }
+        let (rho, warmup) = (c.q_budget, c.actor_warmup);
+        if self.learner.updates() <= warmup {
+            return Ok(());
+        }
+        let (policy, droop) = self.budget_measurement(self.progress.episode)?;
+        if let Learner::Matd3(m) = &mut self.learner {
+            if droop > 1e-12 {
+                m.dual_step(policy / droop - rho);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reactive power (QL, Mvar: mean |q| over inverters and steps) of the deterministic policy
+    /// and of droop alone, each in closed loop on the day of training episode `episode` (its reset
+    /// seed, without data noise), through the run's deployment: what
+    /// `q_budget_reference = "droop_alone"` compares.
+    pub fn budget_measurement(&mut self, episode: usize) -> Result<(f64, f64), TrainError> {
+        let seed = episode_seed(self.cfg.seed, episode);
+        let (_, policy) = self.evaluate(Split::Train, 1, seed)?;
+        let mut droop = Deployed::new(Box::new(voltarena_env::controller::NoControl), &self.task, self.cfg.deployment())?;
+        let (_, alone) = evaluate(&self.task, &mut droop, Split::Train, 1, seed)?;
+        Ok((policy.ql, alone.ql))
     }
 
     /// Mean return and metrics of the deterministic policy on `episodes` episodes of `split`
