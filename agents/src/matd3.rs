@@ -109,7 +109,8 @@ pub enum BudgetReference {
     /// Needs `residual = "droop_offset"`. The actor is charged λ·c(base + r) — the cost its offset r
     /// has on top of droop's own filter output at the replay state — but λ's dual step is taken
     /// once per training episode, in closed loop: the deterministic policy and droop alone are run
-    /// on that episode's day and λ ← max(0, λ + η (QL_π / QL_droop − ρ)). Measured in session 16,
+    /// on that episode's day and λ ← max(0, λ + η (QL_π − ρ QL_droop) / mean QL_droop)
+    /// ([`Matd3::closed_loop_dual_step`]). Measured in session 16,
     /// a budget on replay states misses the closed-loop QL both ways: exploration noise makes
     /// droop's own part spend ≈ 10 % more on the replay states than droop alone does (σ 0.2 → 0.15),
     /// and a policy that meets the budget on old replay states spends more on the states it
@@ -262,6 +263,10 @@ pub struct Matd3 {
     noise_buf: std::cell::RefCell<Vec<f32>>,
     /// The known action cost (None: the critics learn the whole reward).
     cost: Option<ActionCost>,
+    /// The closed-loop budget's running sum of droop alone's QL per measured episode (Mvar) and
+    /// their count.
+    budget_reference_sum: f64,
+    budget_episodes: usize,
     /// Multiplier λ ≥ 0 of the reactive-power budget (`q_budget`).
     q_multiplier: f64,
     /// How much a held correction grows at steady state (1 / the residual droop's smoothing).
@@ -313,6 +318,8 @@ impl Matd3 {
             noise_buf: std::cell::RefCell::new(Vec::new()),
             cost: None,
             q_multiplier: 0.0,
+            budget_reference_sum: 0.0,
+            budget_episodes: 0,
             budget_gain: 1.0,
         })
     }
@@ -419,11 +426,20 @@ impl Matd3 {
         info
     }
 
-    /// One dual step of the reactive-power budget on a measured relative gap (spent / reference −
-    /// ρ): λ ← max(0, λ + `q_budget_lr` · gap). The closed-loop budget
-    /// (`q_budget_reference = "droop_alone"`) takes it once per training episode.
-    pub fn dual_step(&mut self, gap: f64) {
-        self.q_multiplier = (self.q_multiplier + self.cfg.q_budget_lr * gap).max(0.0);
+    /// The closed-loop budget's dual step (`q_budget_reference = "droop_alone"`, once per training
+    /// episode) on the QL the policy spent and droop alone spent on the episode's day (Mvar):
+    /// λ ← max(0, λ + η (spent − ρ·reference) / mean reference), the mean over every episode
+    /// measured so far. Normalising by the running mean, not by the day's own droop QL, makes the
+    /// steps average to the gap of the *mean* QL the metric compares (measured: per-day ratios on
+    /// days where droop spends almost nothing reached 4 and ran λ away).
+    pub fn closed_loop_dual_step(&mut self, spent: f64, reference: f64) {
+        self.budget_reference_sum += reference;
+        self.budget_episodes += 1;
+        let mean = self.budget_reference_sum / self.budget_episodes as f64;
+        if mean > 1e-12 {
+            let gap = (spent - self.cfg.q_budget * reference) / mean;
+            self.q_multiplier = (self.q_multiplier + self.cfg.q_budget_lr * gap).max(0.0);
+        }
     }
 
     /// The reactive-power budget's multiplier λ (0 when `q_budget` is off).
@@ -471,6 +487,10 @@ impl Matd3 {
         if self.cfg.q_budget > 0.0 {
             // Only with the budget on, so checkpoints of runs without it keep their format.
             w.f64(self.q_multiplier);
+            if self.cfg.q_budget_reference == BudgetReference::DroopAlone {
+                w.f64(self.budget_reference_sum);
+                w.usize(self.budget_episodes);
+            }
         }
     }
 
@@ -482,6 +502,10 @@ impl Matd3 {
         *self.noise_rng.borrow_mut() = r.chacha("target-noise random stream")?;
         if self.cfg.q_budget > 0.0 {
             self.q_multiplier = r.f64("reactive-power budget multiplier")?;
+            if self.cfg.q_budget_reference == BudgetReference::DroopAlone {
+                self.budget_reference_sum = r.f64("closed-loop budget's reference sum")?;
+                self.budget_episodes = r.usize("closed-loop budget's episode count")?;
+            }
         }
         Ok(())
     }

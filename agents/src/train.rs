@@ -645,22 +645,19 @@ impl Trainer {
     }
 
     /// `matd3.q_budget_reference = "droop_alone"`: the reactive-power budget's dual step after a
-    /// training episode, once the actor learns — λ ← max(0, λ + η (QL_π / QL_droop − ρ)) from
-    /// [`budget_measurement`](Self::budget_measurement) on the episode's day.
+    /// training episode, once the actor learns ([`Matd3::closed_loop_dual_step`](crate::matd3::Matd3::closed_loop_dual_step)
+    /// on [`budget_measurement`](Self::budget_measurement) of the episode's day).
     fn closed_loop_budget_step(&mut self) -> Result<(), TrainError> {
         let c = &self.cfg.matd3;
         if self.cfg.algorithm != crate::config::Algorithm::Matd3 || c.q_budget_reference != crate::matd3::BudgetReference::DroopAlone {
             return Ok(());
         }
-        let (rho, warmup) = (c.q_budget, c.actor_warmup);
-        if self.learner.updates() <= warmup {
+        if self.learner.updates() <= c.actor_warmup {
             return Ok(());
         }
         let (policy, droop) = self.budget_measurement(self.progress.episode)?;
         if let Learner::Matd3(m) = &mut self.learner {
-            if droop > 1e-12 {
-                m.dual_step(policy / droop - rho);
-            }
+            m.closed_loop_dual_step(policy, droop);
         }
         Ok(())
     }
