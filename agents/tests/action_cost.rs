@@ -435,52 +435,41 @@ fn a_droop_target_budget_run_resumes_bit_for_bit() {
     use voltarena_agents::matd3::BudgetReference;
     let _guard = torch_lock();
     let mut cfg = config("analytic_q_cost = true");
-    (cfg.checkpoint_every, cfg.eval_every, cfg.total_steps) = (100, 100, 500);
     (cfg.matd3.q_budget, cfg.matd3.q_budget_reference) = (0.9, BudgetReference::DroopTarget);
-    let dir = std::env::temp_dir().join(format!("va-target-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut log = Checkpointing { evals: Vec::new(), dir: dir.clone() };
-    let mut t = Trainer::new(cfg.clone()).unwrap();
-    assert!(t.buffer().has_droop_target());
-    t.run(&mut log).unwrap();
-    let full = log.evals.clone();
-    assert_eq!(full.len(), 5);
-    let mut resumed = Trainer::new(cfg).unwrap();
-    resumed.resume(&dir.join("ck300"), &dir.join("replay")).unwrap().expect("a resumable checkpoint");
-    let mut log2 = Checkpointing { evals: Vec::new(), dir: dir.join("again") };
-    resumed.run(&mut log2).unwrap();
-    assert_eq!(log2.evals, full[3..].to_vec(), "the resumed run's validations differ");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(Trainer::new(cfg.clone()).unwrap().buffer().has_droop_target());
+    resumes_at_step_300_bit_for_bit(cfg, "target");
 }
 
-/// A run on the offset residual (droop's own setpoint lives in the pipeline) resumes from a
-/// checkpoint taken in the middle of an episode and takes the uninterrupted run's steps: the resumed
-/// environment and pipeline are re-stepped together.
-/// With the budget measured from droop alone, the shadow environment is re-stepped as well.
-#[test]
-fn an_offset_residual_run_resumes_mid_episode_bit_for_bit() {
-    let _guard = torch_lock();
-    for budget in [false, true] {
-    let mut cfg = config("analytic_q_cost = true\naction_scale = 0.3");
-    cfg.residual = Residual::DroopOffset;
+/// Trains `cfg` (500 steps, checkpoints and validations every 100) to the end, resumes a second
+/// trainer from the step-300 checkpoint and checks that its validations are the uninterrupted run's.
+fn resumes_at_step_300_bit_for_bit(mut cfg: TrainConfig, name: &str) {
     (cfg.checkpoint_every, cfg.eval_every, cfg.total_steps) = (100, 100, 500);
-    if budget {
-        (cfg.matd3.q_budget, cfg.matd3.q_budget_reference, cfg.matd3.q_budget_lr) = (0.5, voltarena_agents::matd3::BudgetReference::DroopAlone, 5.0);
-    }
-    let dir = std::env::temp_dir().join(format!("va-offset-resume-{}-{budget}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("va-resume-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut log = Checkpointing { evals: Vec::new(), dir: dir.clone() };
     Trainer::new(cfg.clone()).unwrap().run(&mut log).unwrap();
     let full = log.evals.clone();
     assert_eq!(full.len(), 5);
-    // Step 300 is 60 steps into the second 240-step episode.
     let mut resumed = Trainer::new(cfg).unwrap();
     resumed.resume(&dir.join("ck300"), &dir.join("replay")).unwrap().expect("a resumable checkpoint");
     let mut log2 = Checkpointing { evals: Vec::new(), dir: dir.join("again") };
     resumed.run(&mut log2).unwrap();
-    assert_eq!(log2.evals, full[3..].to_vec(), "the resumed run's validations differ (budget {budget})");
+    assert_eq!(log2.evals, full[3..].to_vec(), "the resumed run's validations differ ({name})");
     let _ = std::fs::remove_dir_all(&dir);
-    }
+}
+
+/// A run on the offset residual (droop's own setpoint lives in the pipeline) resumes from a
+/// checkpoint taken in the middle of an episode (step 300 is 60 steps into the second 240-step
+/// episode) and takes the uninterrupted run's steps: the resumed environment and pipeline are
+/// re-stepped together. With the closed-loop budget, λ and its running reference come back too.
+#[test]
+fn an_offset_residual_run_resumes_mid_episode_bit_for_bit() {
+    let _guard = torch_lock();
+    let mut cfg = config("analytic_q_cost = true\naction_scale = 0.3");
+    cfg.residual = Residual::DroopOffset;
+    resumes_at_step_300_bit_for_bit(cfg.clone(), "offset");
+    (cfg.matd3.q_budget, cfg.matd3.q_budget_reference, cfg.matd3.q_budget_lr) = (0.5, voltarena_agents::matd3::BudgetReference::DroopAlone, 5.0);
+    resumes_at_step_300_bit_for_bit(cfg, "offset-budget");
 }
 
 /// `q_budget_reference = "droop_alone"`: the budget's reference is droop alone in closed loop on
