@@ -256,7 +256,7 @@ impl TrainConfig {
         }
         if self.matd3.q_budget > 0.0 && self.algorithm == Algorithm::Matd3 && (!self.analytic_q_cost || self.residual.is_none()) {
             // The budget is droop's own exact cost on the replay states.
-            return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\"", self.matd3.q_budget));
+            return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\" or \"droop_offset\"", self.matd3.q_budget));
         }
         if self.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopAlone && self.residual != voltarena_env::deploy::Residual::DroopOffset {
             // Droop alone is the reference only where the base is droop's own, unmoved by the offsets' past.

@@ -180,7 +180,8 @@ impl Matd3Config {
         c.non_negative("q_budget", self.q_budget)?;
         c.non_negative("q_budget_lr", self.q_budget_lr)?;
         if self.q_budget_reference != BudgetReference::Base && self.q_budget == 0.0 {
-            return Err(crate::validate::ConfigError::new("matd3.q_budget_reference", "\"base\" unless q_budget > 0", "\"droop_target\""));
+            let found = if self.q_budget_reference == BudgetReference::DroopTarget { "\"droop_target\"" } else { "\"droop_alone\"" };
+            return Err(crate::validate::ConfigError::new("matd3.q_budget_reference", "\"base\" unless q_budget > 0", found));
         }
         Ok(())
     }

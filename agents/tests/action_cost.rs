@@ -518,4 +518,7 @@ fn the_droop_alone_budget_steps_on_closed_loop_reactive_power() {
     (bad.matd3.q_budget, bad.matd3.q_budget_reference) = (0.9, BudgetReference::DroopAlone);
     let err = bad.validate().unwrap_err().to_string();
     assert!(err.contains("q_budget_reference") && err.contains("droop_offset"), "{err}");
+    // And a budget.
+    let err = voltarena_agents::matd3::Matd3Config { q_budget_reference: BudgetReference::DroopAlone, ..Default::default() }.validate().unwrap_err().to_string();
+    assert!(err.contains("q_budget > 0") && err.contains("droop_alone"), "{err}");
 }
