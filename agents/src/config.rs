@@ -29,7 +29,7 @@
 //! | `normalize_reward` | reward scaling by the running std of the discounted return (left out when off) | false |
 //! | `store_filtered_action` | with a safety layer, store the applied action (not the proposal) | true |
 //! | `action_dead_zone` | dead zone of the actions, fraction of the range, in [0, 1) (left out when 0) | 0 |
-//! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer), and droop's filter steps from the corrected setpoint, so a held correction integrates to 10× itself; `"droop_offset"`: droop runs on its own and the action is an offset on its output (a held correction r stays r; `voltarena_env::deploy::Residual`); with a safety layer either needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
+//! | `residual` | `"droop"`: the actions are corrections added to droop's (after the dead zone, before the safety layer), and droop's filter steps from the corrected setpoint, so a held correction integrates to 10× itself; `"droop_offset"`: droop runs on its own and the action is an offset on its output (a held correction r stays r; `voltarena_env::deploy::Residual`); `"droop_gain"`: droop runs on its own and the action is a gain 1 + s·a on its output (it reshapes droop's curve; no effect where droop is at rest); with a safety layer either needs `store_filtered_action = false` (left out when `"none"`) | `"none"` |
 //! | `action_scale` | the actor's actions (after the dead zone) are multiplied by this before they are added to the residual base, in (0, 1]: with `residual = "droop"` a trust region around droop (\|a_grid − droop\| ≤ s), without a residual MAPDN's action scale; with a safety layer it needs `store_filtered_action = false` (left out when 1) | 1 |
 //! | `best_by` | which validation result `best/` keeps: `"cr"` (highest CR, then lowest QL), `"return"` (highest mean return: the reward's own trade-off between voltages and reactive power) or `"pareto"` (lowest QL, then highest CR, among the validations no worse than the first one on both CR and QL — the first is the starting policy, droop itself for a residual run — else the first) (left out when `"cr"`) | `"cr"` |
 //! | `analytic_q_cost` | MATD3: the reward's reactive-power term α·mean\|q\| enters the actor's objective exactly instead of being learnt by the critics (`matd3::ActionCost`); needs no safety layer, no reward normalisation and a team-value critic (`centralized` or `factored`) (left out when off) | false |
@@ -256,11 +256,11 @@ impl TrainConfig {
         }
         if self.matd3.q_budget > 0.0 && self.algorithm == Algorithm::Matd3 && (!self.analytic_q_cost || self.residual.is_none()) {
             // The budget is droop's own exact cost on the replay states.
-            return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\" or \"droop_offset\"", self.matd3.q_budget));
+            return Err(ConfigError::new("matd3.q_budget", "0 unless analytic_q_cost = true and residual = \"droop\", \"droop_offset\" or \"droop_gain\"", self.matd3.q_budget));
         }
-        if self.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopAlone && self.residual != voltarena_env::deploy::Residual::DroopOffset {
+        if self.matd3.q_budget_reference == crate::matd3::BudgetReference::DroopAlone && !matches!(self.residual, voltarena_env::deploy::Residual::DroopOffset | voltarena_env::deploy::Residual::DroopGain) {
             // Droop alone is the reference only where the base is droop's own, unmoved by the offsets' past.
-            return Err(ConfigError::new("matd3.q_budget_reference", "\"base\" or \"droop_target\" unless residual = \"droop_offset\"", "\"droop_alone\""));
+            return Err(ConfigError::new("matd3.q_budget_reference", "\"base\" or \"droop_target\" unless residual = \"droop_offset\" or \"droop_gain\"", "\"droop_alone\""));
         }
         self.matd3.validate()?;
         self.maddpg.validate()?;

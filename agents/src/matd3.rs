@@ -188,7 +188,7 @@ impl Matd3Config {
 }
 
 /// The reward's reactive-power term as a function of the actions: c(a) = w · mean_k |clamp(b_k +
-/// dz(a_k), ±1)| · r_k, with w = α (the reward's `q_weight`) · `reward_scale`, dz the action dead
+/// s·dz(a_k), ±1)| · r_k (with a gain residual |clamp(b_k·(1 + s·dz(a_k)), ±1)| · r_k), with w = α (the reward's `q_weight`) · `reward_scale`, dz the action dead
 /// zone, b_k the residual base and r_k the action range in force (Mvar per unit of action) —
 /// exactly the environment's α·mean_k |q_k| (tested in `tests/action_cost.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,6 +199,9 @@ pub struct ActionCost {
     pub dead_zone: f64,
     /// The action scale s ∈ (0, 1] (`TrainConfig::action_scale`).
     pub scale: f64,
+    /// Whether the action is a gain on the base (`residual = "droop_gain"`: applied = b·(1 +
+    /// s·dz(a))) instead of an addition to it (applied = b + s·dz(a)).
+    pub multiplicative: bool,
 }
 
 impl ActionCost {
@@ -209,7 +212,8 @@ impl ActionCost {
         let d = self.dead_zone;
         let dz = if d > 0.0 { a.sign() * (a.abs() - d).relu() / (1.0 - d) } else { a };
         let dz = if self.scale != 1.0 { dz * self.scale } else { dz };
-        self.of_applied(&(base + dz), range)
+        let applied = if self.multiplicative { base * (dz + 1.0) } else { base + dz };
+        self.of_applied(&applied, range)
     }
 
     /// w · mean_k |clamp(applied_k, ±1)| · r_k, [B, 1].

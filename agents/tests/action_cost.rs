@@ -29,18 +29,20 @@ fn task_with_q_weight(name: &str, q_weight: f64) -> Arc<Task> {
 /// of the same step with α = 0 is the reward plus exactly that term — so r = r_v − c(a) holds and
 /// the critics' target G = Q + c is what the update computes. With an action scale s < 1 the
 /// grid's action stays within ±s of droop's, and the cost follows it — also with droop running on its
-/// own under the correction (`Residual::DroopOffset`).
+/// own under the correction (`Residual::DroopOffset`), and with the action a gain on droop's own
+/// output (`Residual::DroopGain`: within ±s·|droop's| of it).
 #[test]
 fn the_known_cost_is_the_rewards_reactive_power_term() {
     use rand::{RngExt, SeedableRng};
-    for (name, scale, residual) in [("mapdn33", 1.0, Residual::Droop), ("mapdn141", 1.0, Residual::Droop), ("mapdn141", 0.3, Residual::Droop), ("mapdn141", 0.3, Residual::DroopOffset)] {
+    for (name, scale, residual) in [("mapdn33", 1.0, Residual::Droop), ("mapdn141", 1.0, Residual::Droop), ("mapdn141", 0.3, Residual::Droop), ("mapdn141", 0.3, Residual::DroopOffset), ("mapdn141", 0.8, Residual::DroopGain)] {
         let alpha = 0.37;
         let (with, without) = (task_with_q_weight(name, alpha), task_with_q_weight(name, 0.0));
         let mut envs = [VoltageEnv::new(with.clone()).unwrap(), VoltageEnv::new(without).unwrap()];
         let dep = Deployment { dead_zone: 0.2, residual, action_scale: scale, ..Default::default() };
         let mut pipe = ActionPipeline::new(&with, dep).unwrap();
         let n = envs[0].n_agents();
-        let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale };
+        let gain = residual == Residual::DroopGain;
+        let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale, multiplicative: gain };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let opts = ResetOptions { split: Split::Train, ..Default::default() };
         for e in &mut envs {
@@ -55,7 +57,9 @@ fn the_known_cost_is_the_rewards_reactive_power_term() {
             pipe.apply(&envs[0], &raw, &mut applied);
             let base = pipe.base().to_vec();
             for (a, b) in applied.iter().zip(&base) {
-                assert!((a - b).abs() <= scale + 1e-12, "{name}: applied {a} is more than {scale} from droop's {b}");
+                // An offset moves droop's action by at most s, a gain by at most s·|droop's|.
+                let reach = if gain { scale * b.abs() } else { scale };
+                assert!((a - b).abs() <= reach + 1e-12, "{name} {residual:?}: applied {a} is more than {reach} from droop's {b}");
             }
             let s0 = envs[0].step(&applied).unwrap();
             let s1 = envs[1].step(&applied).unwrap();
@@ -215,7 +219,7 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
         // Droop absorbs 0.6 of the range everywhere.
         cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), next_base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), next_range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), droop_target: None }),
     };
-    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 };
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false };
     let spent = |m: &Matd3| cost.cost(&m.actor().forward(&batch.obs), &batch.cost.as_ref().unwrap().base, &batch.cost.as_ref().unwrap().range).mean(tch::Kind::Float).double_value(&[]);
     let train = |q_budget: f64| {
         tch::manual_seed(5);
@@ -272,7 +276,7 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
     assert!(!text.contains("q_budget"), "{text}");
     // The held cost: a = 0.55 through the dead zone 0.1 is 0.5, × scale 0.1 × gain 10 = 0.5 on top
     // of the base 0.2 (what droop's filter, q ← q + 0.1 (target − q), integrates a held correction to).
-    let k = ActionCost { weight: 2.0, dead_zone: 0.1, scale: 0.1 };
+    let k = ActionCost { weight: 2.0, dead_zone: 0.1, scale: 0.1, multiplicative: false };
     let t = |x: f32| Tensor::from_slice(&[x]).view([1, 1]);
     let held = k.held_cost(&t(0.55), &t(0.2), &t(3.0), 10.0).double_value(&[0, 0]);
     assert!((held - 2.0 * 0.7 * 3.0).abs() < 1e-5, "{held}");
@@ -323,7 +327,7 @@ fn a_held_correction_settles_at_droops_target_plus_r_over_s() {
     }
     assert!((q - (t + r / S)).abs() < 1e-9, "settled at {q}, not T + r/s = {}", t + r / S);
     assert!((base - (t + r * (1.0 / S - 1.0))).abs() < 1e-9);
-    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 };
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false };
     let one = |x: f64| Tensor::from_slice(&[x as f32]).view([1, 1]);
     let held = |from: f64| cost.held_cost(&one(r), &one(from), &one(1.0), 1.0 / S).double_value(&[0, 0]);
     assert!((held(t) - q).abs() < 1e-6, "from the target: {} vs settled {q}", held(t));
@@ -391,7 +395,7 @@ fn the_droop_target_budget_is_measured_from_droops_target() {
         tch::manual_seed(5);
         let cfg = Matd3Config { q_budget: rho, q_budget_lr: eta, q_budget_reference: reference, actor_last_init: 0.01, policy_delay: 1, ..Default::default() };
         let mut m = Matd3::new(cfg, n, od, sd, 5).unwrap();
-        m.set_action_cost(Some(ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0 }));
+        m.set_action_cost(Some(ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false }));
         m.set_budget_gain(gain);
         let mu = flat(&m.actor().forward(&batch.obs));
         (mu, m.update(&batch).q_multiplier)

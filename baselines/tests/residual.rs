@@ -108,3 +108,50 @@ fn the_offset_residual_is_droop_at_zero_and_does_not_integrate_a_held_correction
     let d: Deployment = toml::from_str("residual = \"droop_offset\"").unwrap();
     assert_eq!(d.residual, Residual::DroopOffset);
 }
+
+/// `Residual::DroopGain`: the action is a gain 1 + s·a on droop's own output. Zero output is droop
+/// bit for bit; every applied setpoint is droop's own times the gain, exactly (an independent
+/// rollout of droop's own filter, stepped here by hand, gives the base); a gain of 0 (a = −1, s = 1)
+/// is no control and a gain of 2 spends twice droop's reactive power where neither saturates.
+#[test]
+fn the_gain_residual_is_droop_at_zero_and_scales_droops_own_output() {
+    use voltarena_env::action::{droop_step_from, DroopCurve};
+    use voltarena_env::deploy::RESIDUAL_DROOP_SMOOTHING;
+    let task = Arc::new(Task::load("mapdn33").unwrap());
+    let run = |c: Box<dyn Controller>, d: Deployment| {
+        let mut env = VoltageEnv::new(task.clone()).unwrap();
+        let mut dep = Deployed::new(c, &task, d).unwrap();
+        evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |_, _, _| {}).unwrap()
+    };
+    let gain = Deployment { residual: Residual::DroopGain, ..Default::default() };
+    let droop = run(Box::new(Droop::default()), Deployment::default());
+    let zero = run(Box::new(NoControl), gain);
+    assert_eq!(zero.metrics, droop.metrics);
+    assert_eq!(zero.mean_return.to_bits(), droop.mean_return.to_bits());
+    assert_eq!(run(Box::new(Constant(-1.0)), gain).metrics, run(Box::new(NoControl), Deployment::default()).metrics, "gain 0 is no control");
+    // Step by hand: droop's own filter from its own last action, the applied action its gain 1.6.
+    let half = Deployment { action_scale: 0.6, ..gain };
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let mut dep = Deployed::new(Box::new(Constant(1.0)), &task, half).unwrap();
+    let opts = voltarena_env::ResetOptions { split: Split::Test, ..Default::default() };
+    env.reset(0, &opts).unwrap();
+    dep.reset(&env, 0);
+    let n = env.n_agents();
+    let (mut act, mut own) = (vec![0.0; n], vec![0.0; n]);
+    let mut moved = 0;
+    for t in 0..240 {
+        dep.act(&env, &mut act);
+        for k in 0..n {
+            let from = if t == 0 { env.local(k).q_mvar } else { env.setpoint_of_action(k, own[k]) };
+            own[k] = droop_step_from(&env, k, &DroopCurve::DEFAULT, RESIDUAL_DROOP_SMOOTHING, from).0;
+            assert_eq!(act[k].to_bits(), (own[k] * (1.0 + 0.6)).clamp(-1.0, 1.0).to_bits(), "step {t}, agent {k}");
+            moved += (own[k].abs() > 1e-3) as usize;
+        }
+        if dep.step(&mut env, &act).unwrap().truncated {
+            break;
+        }
+    }
+    assert!(moved > 100, "droop acted on {moved} agent-steps only: the check saw nothing");
+    let d: Deployment = toml::from_str("residual = \"droop_gain\"").unwrap();
+    assert_eq!(d.residual, Residual::DroopGain);
+}

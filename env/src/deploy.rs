@@ -38,7 +38,8 @@ pub struct Deployment {
     /// Scale s ∈ (0, 1] of the controller's actions (after the dead zone, before they are added to
     /// the residual base): a_grid = clip(base + s·a, ±1). With `residual = "droop"` it bounds how
     /// far a policy can move from droop (|a_grid − droop| ≤ s, a trust region around a controller
-    /// that holds the voltages); without a residual it is MAPDN's action scale (|a_grid| ≤ s).
+    /// that holds the voltages); with `residual = "droop_gain"` the gain's range 1 ± s; without a
+    /// residual it is MAPDN's action scale (|a_grid| ≤ s).
     /// 1 = off (left out when 1).
     #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
     pub action_scale: f64,
@@ -85,6 +86,15 @@ pub enum Residual {
     /// and the steady state is a Volt/VAr curve shifted by r(v). Zero output is droop, bit for bit.
     #[serde(rename = "droop_offset")]
     DroopOffset,
+    /// a_grid = clip(d_t · (1 + a), ±1), d_t droop's own setpoint as with `DroopOffset` (its own
+    /// filter, the same curve and smoothing): the action is a gain on droop's output, g = 1 + s·a ∈
+    /// [1 − s, 1 + s]. A held gain g(v) settles at the Volt/VAr curve g(v)·Q(v): the policy
+    /// reshapes droop's curve per agent and step — less reactive power where droop acts but the
+    /// voltage does not need it (g < 1), more near the limits (g > 1) — and it cannot spend
+    /// reactive power where droop spends none (in the dead band the action has no effect, so
+    /// neither has exploration noise there). Zero output is droop, bit for bit.
+    #[serde(rename = "droop_gain")]
+    DroopGain,
 }
 
 impl Residual {
@@ -179,7 +189,7 @@ pub struct ActionPipeline {
     /// Droop's static target of the last call (the curve at each bus voltage, action units;
     /// zeros without a residual).
     target: Vec<f64>,
-    /// `Residual::DroopOffset`: droop's own action at the last call, and whether its setpoint has
+    /// `Residual::DroopOffset` / `DroopGain`: droop's own action at the last call, and whether its setpoint has
     /// been taken from the environment since the last [`reset`](Self::reset).
     own_a: Vec<f64>,
     own_started: bool,
@@ -199,7 +209,7 @@ impl ActionPipeline {
         Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; n], base: vec![0.0; n], target: vec![0.0; n], own_a: vec![0.0; n], own_started: false, stats: PipelineStats::default() })
     }
 
-    /// A new episode: with `Residual::DroopOffset`, droop's own setpoint is taken from the
+    /// A new episode: with `Residual::DroopOffset` or `DroopGain`, droop's own setpoint is taken from the
     /// environment again at the next step (every other pipeline is stateless between steps). Call
     /// after every `reset` of the environment.
     pub fn reset(&mut self) {
@@ -219,7 +229,7 @@ impl ActionPipeline {
                     (self.base[k], self.target[k]) = crate::action::droop_actions(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
                 }
             }
-            Residual::DroopOffset => {
+            Residual::DroopOffset | Residual::DroopGain => {
                 for k in 0..self.base.len() {
                     // Droop's own setpoint: the one in force at an episode's first step, then the
                     // one its own last action put in force (at the active power of that step).
@@ -246,8 +256,9 @@ impl ActionPipeline {
         }
         if !self.deployment.residual.is_none() {
             self.advance_base(env);
+            let gain = self.deployment.residual == Residual::DroopGain;
             for (a, b) in self.proposal.iter_mut().zip(&self.base) {
-                *a = (b + *a).clamp(-1.0, 1.0);
+                *a = if gain { b * (1.0 + *a) } else { b + *a }.clamp(-1.0, 1.0);
             }
         }
         let t0 = Instant::now();
