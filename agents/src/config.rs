@@ -22,7 +22,7 @@
 //! | `explore_decay_steps` | length of the σ decay (steps) | 30000 |
 //! | `eval_every` | evaluate the deterministic policy every this many steps (0 = never) | 5000 |
 //! | `eval_episodes` | fixed validation-split episodes per evaluation | 5 |
-//! | `checkpoint_every` | checkpoint every this many steps (0 = only at the end) | 10000 |
+//! | `checkpoint_every` | checkpoint every this many steps (0 = only at the end); every validation is followed by a checkpoint too, so each is a candidate for `best/` | 10000 |
 //! | `torch_threads` | libtorch intra-op threads | 1 |
 //! | `[safety]` | safety layer in training and evaluation (`voltarena_env::safety::SafetyConfig`, docs/SAFETY.md) | `kind = "none"` |
 //! | `normalize_obs` | running normalisation of observations and states (left out when off) | false |

@@ -144,8 +144,9 @@ pub trait Logger {
     fn train_episode(&mut self, step: usize, episode: usize, ret: f64, summary: &MetricsSummary);
     fn update(&mut self, step: usize, info: &UpdateInfo);
     fn eval(&mut self, step: usize, mean_return: f64, summary: &MetricsSummary);
-    /// Called every `checkpoint_every` steps, whenever [`checkpoint_due`](Self::checkpoint_due)
-    /// says so, and at the end; the logger saves the trainer.
+    /// Called after every evaluation, every `checkpoint_every` steps, whenever
+    /// [`checkpoint_due`](Self::checkpoint_due) says so, and at the end; the logger saves the
+    /// trainer (and the best policy so far, judged on the last evaluation).
     fn checkpoint(&mut self, trainer: &Trainer) -> Result<(), String>;
     /// Asked after every step: checkpoint now, whatever `checkpoint_every` says (e.g. on a wall-time
     /// cadence). A checkpoint never changes the run's numbers.
@@ -625,11 +626,14 @@ impl Trainer {
                     }
                 }
                 self.ep.pending_end = s.terminated || s.truncated || step >= self.cfg.total_steps;
-                if self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0 {
+                let evaluated = self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0;
+                if evaluated {
                     let (r, m) = self.evaluate(Split::Val, self.cfg.eval_episodes, 10_000)?;
                     log.eval(step, r, &m);
                 }
-                if (self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0) || log.checkpoint_due(step) {
+                // Every evaluation is followed by a checkpoint, where the logger keeps the best
+                // policy: an evaluation between two `checkpoint_every` steps is a candidate too.
+                if evaluated || (self.cfg.checkpoint_every > 0 && step % self.cfg.checkpoint_every == 0) || log.checkpoint_due(step) {
                     log.checkpoint(self).map_err(TrainError::Log)?;
                 }
             }
