@@ -88,6 +88,13 @@ pub struct Matd3Config {
     /// default.
     #[serde(skip_serializing_if = "BudgetReference::is_base")]
     pub q_budget_reference: BudgetReference,
+    /// Behaviour regularisation β of the actor (TD3+BC, Fujimoto & Gu 2021): the actor maximises
+    /// J(μ) − β · mean|J| · mean_k (μ_k(o) − a_k)², with J the objective above (Q less the known
+    /// costs) and a the replay's actions, so the policy stays where the data are and the critic is
+    /// not followed far outside the actions it was fitted on (its scale follows |J|, which grows
+    /// with the budget's multiplier). 0 (default): off. Left out of the resolved config when 0.
+    #[serde(skip_serializing_if = "crate::nets::is_zero")]
+    pub actor_bc: f64,
 }
 
 /// Where the reactive-power budget's held cost and its reference are measured from.
@@ -153,6 +160,7 @@ impl Default for Matd3Config {
             q_budget: 0.0,
             q_budget_lr: DEFAULT_Q_BUDGET_LR,
             q_budget_reference: BudgetReference::Base,
+            actor_bc: 0.0,
         }
     }
 }
@@ -179,6 +187,7 @@ impl Matd3Config {
         c.non_negative("actor_last_init", self.actor_last_init)?;
         c.non_negative("q_budget", self.q_budget)?;
         c.non_negative("q_budget_lr", self.q_budget_lr)?;
+        c.non_negative("actor_bc", self.actor_bc)?;
         if self.q_budget_reference != BudgetReference::Base && self.q_budget == 0.0 {
             let found = if self.q_budget_reference == BudgetReference::DroopTarget { "\"droop_target\"" } else { "\"droop_alone\"" };
             return Err(crate::validate::ConfigError::new("matd3.q_budget_reference", "\"base\" unless q_budget > 0", found));
@@ -412,6 +421,11 @@ impl Matd3 {
                         budget_gap = Some((spent - c.q_budget * droop) / droop.max(1e-12));
                         objective = objective - held * self.q_multiplier;
                     }
+                }
+                if c.actor_bc > 0.0 {
+                    let scale = objective.abs().mean(Kind::Float).detach();
+                    let dev = (&mu - &b.actions).square().mean_dim([1i64].as_slice(), true, Kind::Float);
+                    objective = objective - dev * scale * c.actor_bc;
                 }
                 let actor_loss = -objective.mean(Kind::Float);
                 self.actor_opt.zero_grad();
