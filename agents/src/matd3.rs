@@ -113,8 +113,8 @@ pub enum BudgetReference {
     /// c_held = c(T + r / s) against c(T), droop's static target at the transition's voltages
     /// (kept per transition in the replay): the settled cost of the correction against droop's.
     DroopTarget,
-    /// Needs `residual = "droop_offset"`. The actor is charged λ·c(base + r) — the cost its offset r
-    /// has on top of droop's own filter output at the replay state — but λ's dual step is taken
+    /// Needs `residual = "droop_offset"` or `"droop_gain"`. The actor is charged λ·c of its action
+    /// applied to droop's own filter output at the replay state (base + r, or base·(1 + r)) — but λ's dual step is taken
     /// once per training episode, in closed loop: the deterministic policy and droop alone are run
     /// on that episode's day and λ ← max(0, λ + η (QL_π − ρ QL_droop) / mean QL_droop)
     /// ([`Matd3::closed_loop_dual_step`]). Measured in session 16,
@@ -197,9 +197,10 @@ impl Matd3Config {
 }
 
 /// The reward's reactive-power term as a function of the actions: c(a) = w · mean_k |clamp(b_k +
-/// s·dz(a_k), ±1)| · r_k (with a gain residual |clamp(b_k·(1 + s·dz(a_k)), ±1)| · r_k), with w = α (the reward's `q_weight`) · `reward_scale`, dz the action dead
-/// zone, b_k the residual base and r_k the action range in force (Mvar per unit of action) —
-/// exactly the environment's α·mean_k |q_k| (tested in `tests/action_cost.rs`).
+/// s·dz(a_k), ±1)| · r_k (with a gain residual, |clamp(b_k·(1 + s·dz(a_k)), ±1)| · r_k), with
+/// w = α (the reward's `q_weight`) · `reward_scale`, s the action scale, dz the action dead zone,
+/// b_k the residual base and r_k the action range in force (Mvar per unit of action) — exactly
+/// the environment's α·mean_k |q_k| (tested in `tests/action_cost.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActionCost {
     /// α · reward_scale (per Mvar of mean |q|).

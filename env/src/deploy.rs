@@ -86,9 +86,9 @@ pub enum Residual {
     /// and the steady state is a Volt/VAr curve shifted by r(v). Zero output is droop, bit for bit.
     #[serde(rename = "droop_offset")]
     DroopOffset,
-    /// a_grid = clip(d_t · (1 + a), ±1), d_t droop's own setpoint as with `DroopOffset` (its own
-    /// filter, the same curve and smoothing): the action is a gain on droop's output, g = 1 + s·a ∈
-    /// [1 − s, 1 + s]. A held gain g(v) settles at the Volt/VAr curve g(v)·Q(v): the policy
+    /// a_grid = clip(d_t · (1 + s·a), ±1), d_t droop's own setpoint as with `DroopOffset` (its own
+    /// filter, the same curve and smoothing) and s the action scale: the action is a gain on
+    /// droop's output, g = 1 + s·a ∈ [1 − s, 1 + s]. A held gain g(v) settles at the Volt/VAr curve g(v)·Q(v): the policy
     /// reshapes droop's curve per agent and step — less reactive power where droop acts but the
     /// voltage does not need it (g < 1), more near the limits (g > 1) — and it cannot spend
     /// reactive power where droop spends none (in the dead band the action has no effect, so
