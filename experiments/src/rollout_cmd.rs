@@ -1,6 +1,6 @@
 //! `voltarena rollout --task NAME --controller none|random|droop|centralized|nested|two_metric|qu2020|tang2024|rl
 //! [--run RUN_DIR] [--checkpoint best|last] [--steps N] [--backend ac|lindistflow] [--seed K]
-//! [--split train|val|test] [--safety none|projection|cbf] [--json]`
+//! [--split train|val|test] [--safety none|projection|cbf] [--json] [--trace FILE.csv]`
 //!
 //! Runs episodes back to back (episode e is reset with seed K + e) until N steps have been taken
 //! (default: one episode) and reports the aggregate metrics. With `--json`:
@@ -9,6 +9,14 @@
 //! Controllers come from the registry with their default settings (`voltarena_baselines::spec`);
 //! `rl` deploys a trained run behind its own dead zone and safety layer unless `--safety` or
 //! `--dead-zone` says otherwise.
+//!
+//! `--trace FILE.csv` also writes what every inverter saw and did at every step, one row per step
+//! and agent (written atomically when the rollout ends): `episode,t,agent,bus,v_pu,q_mvar,
+//! q_avail_mvar,p_mw` — episode index, step within it (1 = after the first action), the agent and
+//! its bus id, the bus voltage after the step (pu, as its meter reads it), the reactive setpoint in
+//! force during the step (Mvar, generator convention), the reactive power the inverter had
+//! available (Mvar) and its PV output (MW). Plotting q/q_avail against v shows the Volt/VAr
+//! behaviour a controller — a trained policy included — actually implements.
 
 use crate::CliError;
 use clap::ValueEnum;
@@ -68,6 +76,9 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write every step's per-inverter voltage and reactive power to this CSV file.
+    #[arg(long, value_name = "FILE.csv")]
+    trace: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -124,7 +135,27 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Err(CliError::Input("--steps must be at least 1".into()));
     }
     let safety_kind = info.deployment.safety.kind;
-    let r = voltarena_env::deploy::rollout(&mut env, &mut controller, split, args.seed, total_steps, &mut |_, _| true).map_err(|e| CliError::Other(e.to_string()))?;
+    let mut trace = args.trace.as_ref().map(|_| String::from("episode,t,agent,bus,v_pu,q_mvar,q_avail_mvar,p_mw\n"));
+    let mut episode = 0usize;
+    let mut record = |env: &VoltageEnv, st: &voltarena_env::env::Step| {
+        if let Some(out) = trace.as_mut() {
+            use std::fmt::Write;
+            let t = env.t();
+            for k in 0..env.n_agents() {
+                let l = env.local(k);
+                let bus = env.task().bus_id[env.task().pvs[k].bus];
+                let _ = writeln!(out, "{episode},{t},{k},{bus},{:.6},{:.6e},{:.6e},{:.6e}", l.v_pu, l.q_mvar, l.q_avail_mvar, l.p_mw);
+            }
+            if st.terminated || st.truncated {
+                episode += 1;
+            }
+        }
+        true
+    };
+    let r = voltarena_env::deploy::rollout(&mut env, &mut controller, split, args.seed, total_steps, &mut record).map_err(|e| CliError::Other(e.to_string()))?;
+    if let (Some(path), Some(text)) = (&args.trace, &trace) {
+        crate::atomic::write(path, text.as_bytes()).map_err(|e| CliError::Other(format!("--trace {}: {e}", path.display())))?;
+    }
     let (steps, episodes, wall, m) = (r.steps, r.episodes, r.wall_seconds, r.metrics.clone());
     let st = *controller.pipeline().stats();
     let out = Output {

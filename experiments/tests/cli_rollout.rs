@@ -101,3 +101,36 @@ fn safety_layers_cut_random_violations_by_at_least_four() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown safety layer 'magic'"), "{err}");
 }
+
+#[test]
+fn the_trace_holds_every_step_and_inverter_and_adds_up_to_the_reported_ql() {
+    let dir = std::env::temp_dir().join(format!("va-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace.csv");
+    let p = path.to_str().unwrap();
+    let r = rollout(&["--task", "mapdn33", "--controller", "droop", "--steps", "300", "--seed", "3", "--trace", p]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("episode,t,agent,bus,v_pu,q_mvar,q_avail_mvar,p_mw"));
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|x| x.parse::<f64>().unwrap()).collect()).collect();
+    let agents = rows.iter().map(|r| r[2] as usize).max().unwrap() + 1;
+    assert!(agents > 1);
+    assert_eq!(rows.len(), 300 * agents, "one row per step and inverter");
+    // Two episodes back to back: 240 steps, then the 60 that make 300.
+    assert_eq!(rows.iter().filter(|r| r[0] == 0.0).count(), 240 * agents);
+    assert_eq!(rows.iter().filter(|r| r[0] == 1.0).map(|r| r[1] as usize).max(), Some(60));
+    for r in &rows {
+        assert!(r[4] > 0.8 && r[4] < 1.2, "a voltage in pu: {}", r[4]);
+        assert!(r[5].abs() <= r[6] * (1.0 + 1e-5) + 1e-12, "|q| within what the inverter has: {r:?}");
+    }
+    // The metrics' QL is the time mean of mean_k |q_k|: the trace, summed independently, agrees.
+    let ql = rows.iter().map(|r| r[5].abs()).sum::<f64>() / rows.len() as f64;
+    let reported = r["metrics"]["ql"].as_f64().unwrap();
+    assert!(reported > 0.0);
+    assert!((ql - reported).abs() <= 1e-5 * reported, "trace {ql} against reported {reported}");
+    // A trace that cannot be written is an error that names the flag, not a panic.
+    let (code, _, err) = voltarena(&["rollout", "--task", "mapdn33", "--controller", "none", "--steps", "5", "--trace", "/nonexistent-dir/x.csv"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--trace"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
