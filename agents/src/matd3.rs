@@ -23,6 +23,7 @@
 use crate::buffer::Batch;
 use crate::nets::{clip_grad_norm, load_stores, save_stores, soft_update, Actor, Critic, CriticKind};
 use serde::{Deserialize, Serialize};
+use voltarena_env::deploy::Residual;
 use std::path::Path;
 use crate::adam::Adam;
 use tch::nn;
@@ -209,9 +210,10 @@ pub struct ActionCost {
     pub dead_zone: f64,
     /// The action scale s ∈ (0, 1] (`TrainConfig::action_scale`).
     pub scale: f64,
-    /// Whether the action is a gain on the base (`residual = "droop_gain"`: applied = b·(1 +
-    /// s·dz(a))) instead of an addition to it (applied = b + s·dz(a)).
-    pub multiplicative: bool,
+    /// How the action meets the base: added (`residual = "droop"` / `"droop_offset"`: applied = b +
+    /// s·dz(a)), as a gain (`"droop_gain"`: b·(1 + s·dz(a))) or as the curve parameter of
+    /// `"droop_pivot"` (`voltarena_env::deploy::pivot(b, s·dz(a))`).
+    pub residual: voltarena_env::deploy::Residual,
 }
 
 impl ActionCost {
@@ -222,7 +224,16 @@ impl ActionCost {
         let d = self.dead_zone;
         let dz = if d > 0.0 { a.sign() * (a.abs() - d).relu() / (1.0 - d) } else { a };
         let dz = if self.scale != 1.0 { dz * self.scale } else { dz };
-        let applied = if self.multiplicative { base * (dz + 1.0) } else { base + dz };
+        let applied = match self.residual {
+            Residual::DroopGain => base * (dz + 1.0),
+            Residual::DroopPivot => {
+                // pivot(b, θ): sign(b)·clip((1 + θ)|b| − θ/3, 0, 1) for θ ≥ 0, (1 + θ)·b below.
+                let up = base.sign() * (base.abs() * (&dz + 1.0) - &dz * voltarena_env::deploy::PIVOT_POINT).clamp(0.0, 1.0);
+                let down = base * (&dz + 1.0);
+                up.where_self(&dz.ge(0.0), &down)
+            }
+            _ => base + dz,
+        };
         self.of_applied(&applied, range)
     }
 

@@ -284,7 +284,7 @@ impl Trainer {
         let mut learner = learner;
         if let Learner::Matd3(m) = &mut learner {
             if cfg.analytic_q_cost {
-                m.set_action_cost(Some(crate::matd3::ActionCost { weight: task.spec.reward.q_weight * cfg.matd3.reward_scale, dead_zone: cfg.action_dead_zone, scale: cfg.action_scale, multiplicative: cfg.residual == voltarena_env::deploy::Residual::DroopGain }));
+                m.set_action_cost(Some(crate::matd3::ActionCost { weight: task.spec.reward.q_weight * cfg.matd3.reward_scale, dead_zone: cfg.action_dead_zone, scale: cfg.action_scale, residual: cfg.residual }));
                 if cfg.residual == voltarena_env::deploy::Residual::Droop {
                     m.set_budget_gain(1.0 / voltarena_env::deploy::RESIDUAL_DROOP_SMOOTHING);
                 }

@@ -34,7 +34,7 @@ fn task_with_q_weight(name: &str, q_weight: f64) -> Arc<Task> {
 #[test]
 fn the_known_cost_is_the_rewards_reactive_power_term() {
     use rand::{RngExt, SeedableRng};
-    for (name, scale, residual) in [("mapdn33", 1.0, Residual::Droop), ("mapdn141", 1.0, Residual::Droop), ("mapdn141", 0.3, Residual::Droop), ("mapdn141", 0.3, Residual::DroopOffset), ("mapdn141", 0.8, Residual::DroopGain)] {
+    for (name, scale, residual) in [("mapdn33", 1.0, Residual::Droop), ("mapdn141", 1.0, Residual::Droop), ("mapdn141", 0.3, Residual::Droop), ("mapdn141", 0.3, Residual::DroopOffset), ("mapdn141", 0.8, Residual::DroopGain), ("mapdn141", 0.8, Residual::DroopPivot)] {
         let alpha = 0.37;
         let (with, without) = (task_with_q_weight(name, alpha), task_with_q_weight(name, 0.0));
         let mut envs = [VoltageEnv::new(with.clone()).unwrap(), VoltageEnv::new(without).unwrap()];
@@ -42,7 +42,7 @@ fn the_known_cost_is_the_rewards_reactive_power_term() {
         let mut pipe = ActionPipeline::new(&with, dep).unwrap();
         let n = envs[0].n_agents();
         let gain = residual == Residual::DroopGain;
-        let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale, multiplicative: gain };
+        let cost = ActionCost { weight: alpha, dead_zone: 0.2, scale, residual };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let opts = ResetOptions { split: Split::Train, ..Default::default() };
         for e in &mut envs {
@@ -219,7 +219,7 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
         // Droop absorbs 0.6 of the range everywhere.
         cost: Some(CostBatch { base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), next_base: Tensor::full([bi, ni], 0.6, (tch::Kind::Float, tch::Device::Cpu)), next_range: Tensor::ones([bi, ni], (tch::Kind::Float, tch::Device::Cpu)), droop_target: None }),
     };
-    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false };
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, residual: Residual::Droop };
     let spent = |m: &Matd3| cost.cost(&m.actor().forward(&batch.obs), &batch.cost.as_ref().unwrap().base, &batch.cost.as_ref().unwrap().range).mean(tch::Kind::Float).double_value(&[]);
     let train = |q_budget: f64| {
         tch::manual_seed(5);
@@ -276,7 +276,7 @@ fn the_reactive_power_budget_raises_its_multiplier_only_while_it_is_exceeded() {
     assert!(!text.contains("q_budget"), "{text}");
     // The held cost: a = 0.55 through the dead zone 0.1 is 0.5, × scale 0.1 × gain 10 = 0.5 on top
     // of the base 0.2 (what droop's filter, q ← q + 0.1 (target − q), integrates a held correction to).
-    let k = ActionCost { weight: 2.0, dead_zone: 0.1, scale: 0.1, multiplicative: false };
+    let k = ActionCost { weight: 2.0, dead_zone: 0.1, scale: 0.1, residual: Residual::Droop };
     let t = |x: f32| Tensor::from_slice(&[x]).view([1, 1]);
     let held = k.held_cost(&t(0.55), &t(0.2), &t(3.0), 10.0).double_value(&[0, 0]);
     assert!((held - 2.0 * 0.7 * 3.0).abs() < 1e-5, "{held}");
@@ -327,7 +327,7 @@ fn a_held_correction_settles_at_droops_target_plus_r_over_s() {
     }
     assert!((q - (t + r / S)).abs() < 1e-9, "settled at {q}, not T + r/s = {}", t + r / S);
     assert!((base - (t + r * (1.0 / S - 1.0))).abs() < 1e-9);
-    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false };
+    let cost = ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, residual: Residual::Droop };
     let one = |x: f64| Tensor::from_slice(&[x as f32]).view([1, 1]);
     let held = |from: f64| cost.held_cost(&one(r), &one(from), &one(1.0), 1.0 / S).double_value(&[0, 0]);
     assert!((held(t) - q).abs() < 1e-6, "from the target: {} vs settled {q}", held(t));
@@ -395,7 +395,7 @@ fn the_droop_target_budget_is_measured_from_droops_target() {
         tch::manual_seed(5);
         let cfg = Matd3Config { q_budget: rho, q_budget_lr: eta, q_budget_reference: reference, actor_last_init: 0.01, policy_delay: 1, ..Default::default() };
         let mut m = Matd3::new(cfg, n, od, sd, 5).unwrap();
-        m.set_action_cost(Some(ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, multiplicative: false }));
+        m.set_action_cost(Some(ActionCost { weight: 1.0, dead_zone: 0.0, scale: 1.0, residual: Residual::Droop }));
         m.set_budget_gain(gain);
         let mu = flat(&m.actor().forward(&batch.obs));
         (mu, m.update(&batch).q_multiplier)

@@ -155,3 +155,60 @@ fn the_gain_residual_is_droop_at_zero_and_scales_droops_own_output() {
     let d: Deployment = toml::from_str("residual = \"droop_gain\"").unwrap();
     assert_eq!(d.residual, Residual::DroopGain);
 }
+
+/// `Residual::DroopPivot`: the action picks a curve from a family around droop's. Zero output is
+/// droop bit for bit; θ = 1 turns the default curve (0.95/0.98/1.02/1.05) into 0.96/0.975/1.025/1.04
+/// exactly (checked against that curve's own response); θ < 0 is a gain; and every applied setpoint
+/// is the pivot map of droop's own filter, stepped here by hand.
+#[test]
+fn the_pivot_residual_is_droop_at_zero_and_turns_droops_curve() {
+    use voltarena_env::action::{droop_step_from, DroopCurve};
+    use voltarena_env::deploy::{pivot, RESIDUAL_DROOP_SMOOTHING};
+    // The static curves: pivot(droop(v), 1) is the steeper curve, at every voltage.
+    let steep = DroopCurve { v: [0.96, 0.975, 1.025, 1.04], q_frac: 1.0 };
+    for i in 0..=1200 {
+        let v = 0.93 + 1.4e-4 * i as f64;
+        let (d, want) = (DroopCurve::DEFAULT.response(v), steep.response(v));
+        assert!((pivot(d, 1.0) - want).abs() < 1e-9, "v {v}: pivot {} against the curve's {want}", pivot(d, 1.0));
+        assert_eq!(pivot(d, 0.0).to_bits(), d.to_bits());
+        assert!((pivot(d, -0.4) - 0.6 * d).abs() < 1e-15);
+    }
+    let task = Arc::new(Task::load("mapdn33").unwrap());
+    let run = |c: Box<dyn Controller>, d: Deployment| {
+        let mut env = VoltageEnv::new(task.clone()).unwrap();
+        let mut dep = Deployed::new(c, &task, d).unwrap();
+        evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |_, _, _| {}).unwrap()
+    };
+    let piv = Deployment { residual: Residual::DroopPivot, ..Default::default() };
+    let droop = run(Box::new(Droop::default()), Deployment::default());
+    let zero = run(Box::new(NoControl), piv);
+    assert_eq!(zero.metrics, droop.metrics);
+    assert_eq!(zero.mean_return.to_bits(), droop.mean_return.to_bits());
+    for theta in [0.6f64, -0.6] {
+        let scaled = Deployment { action_scale: 0.6, ..piv };
+        let mut env = VoltageEnv::new(task.clone()).unwrap();
+        let mut dep = Deployed::new(Box::new(Constant(theta.signum())), &task, scaled).unwrap();
+        let opts = voltarena_env::ResetOptions { split: Split::Test, ..Default::default() };
+        env.reset(0, &opts).unwrap();
+        dep.reset(&env, 0);
+        let n = env.n_agents();
+        let (mut act, mut own) = (vec![0.0; n], vec![0.0; n]);
+        let (mut moved, mut changed) = (0, 0);
+        for t in 0..240 {
+            dep.act(&env, &mut act);
+            for k in 0..n {
+                let from = if t == 0 { env.local(k).q_mvar } else { env.setpoint_of_action(k, own[k]) };
+                own[k] = droop_step_from(&env, k, &DroopCurve::DEFAULT, RESIDUAL_DROOP_SMOOTHING, from).0;
+                assert_eq!(act[k].to_bits(), pivot(own[k], theta).clamp(-1.0, 1.0).to_bits(), "θ {theta}, step {t}, agent {k}");
+                moved += (own[k].abs() > 1e-3) as usize;
+                changed += ((act[k] - own[k]).abs() > 1e-3) as usize;
+            }
+            if dep.step(&mut env, &act).unwrap().truncated {
+                break;
+            }
+        }
+        assert!(moved > 100 && changed > 100, "θ {theta}: droop acted on {moved} agent-steps and the pivot changed {changed}: the check saw nothing");
+    }
+    let d: Deployment = toml::from_str("residual = \"droop_pivot\"").unwrap();
+    assert_eq!(d.residual, Residual::DroopPivot);
+}

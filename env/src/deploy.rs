@@ -38,7 +38,8 @@ pub struct Deployment {
     /// Scale s ∈ (0, 1] of the controller's actions (after the dead zone, before they are added to
     /// the residual base): a_grid = clip(base + s·a, ±1). With `residual = "droop"` it bounds how
     /// far a policy can move from droop (|a_grid − droop| ≤ s, a trust region around a controller
-    /// that holds the voltages); with `residual = "droop_gain"` the gain's range 1 ± s; without a
+    /// that holds the voltages); with `residual = "droop_gain"` the gain's range 1 ± s; with
+    /// `residual = "droop_pivot"` the curve parameter's range θ ∈ [−s, s]; without a
     /// residual it is MAPDN's action scale (|a_grid| ≤ s).
     /// 1 = off (left out when 1).
     #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
@@ -95,6 +96,33 @@ pub enum Residual {
     /// neither has exploration noise there). Zero output is droop, bit for bit.
     #[serde(rename = "droop_gain")]
     DroopGain,
+    /// a_grid = [`pivot`]`(d_t, s·a)`, d_t droop's own setpoint as with `DroopOffset`: the action
+    /// θ = s·a picks a Volt/VAr curve from a one-parameter family around droop's. For θ ≥ 0 the
+    /// curve turns about the point where droop gives a third of the range (0.97 and 1.03 pu):
+    /// |q| = clip((1 + θ)|d| − θ/3, 0, 1), so the dead band widens and the curve saturates earlier
+    /// (θ = 1 is the curve 0.96/0.975/1.025/1.04 that beats droop on both CR and QL on 141, 322 and
+    /// rural2, docs/RESULTS.md); for θ < 0 it is a gain, |q| = (1 + θ)|d|. The sign is droop's. Why:
+    /// a gain alone (`DroopGain`) is learnt as one common gain, which moves along droop's own
+    /// scaling; the curves that beat droop need less reactive power near the dead band and more
+    /// near the limits, which here is one common action. Zero output is droop, bit for bit.
+    #[serde(rename = "droop_pivot")]
+    DroopPivot,
+}
+
+/// The droop magnitude |q| at which `Residual::DroopPivot`'s curves turn (a third of the range:
+/// 0.97 / 1.03 pu on the default curve).
+pub const PIVOT_POINT: f64 = 1.0 / 3.0;
+
+/// `Residual::DroopPivot`'s map from droop's setpoint `d` (action units) and the curve parameter
+/// `theta` to the setpoint applied: sign(d)·clip((1 + θ)|d| − θ·[`PIVOT_POINT`], 0, 1) for θ ≥ 0,
+/// (1 + θ)·d for θ < 0 (then clipped to ±1). `pivot(d, 0) == d`.
+pub fn pivot(d: f64, theta: f64) -> f64 {
+    if theta >= 0.0 {
+        // At d = 0 the magnitude clamps to 0 (−θ/3 ≤ 0), so signum(0) = 1 is harmless.
+        d.signum() * ((1.0 + theta) * d.abs() - theta * PIVOT_POINT).clamp(0.0, 1.0)
+    } else {
+        ((1.0 + theta) * d).clamp(-1.0, 1.0)
+    }
 }
 
 impl Residual {
@@ -189,7 +217,7 @@ pub struct ActionPipeline {
     /// Droop's static target of the last call (the curve at each bus voltage, action units;
     /// zeros without a residual).
     target: Vec<f64>,
-    /// `Residual::DroopOffset` / `DroopGain`: droop's own action at the last call, and whether its setpoint has
+    /// `Residual::DroopOffset` / `DroopGain` / `DroopPivot`: droop's own action at the last call, and whether its setpoint has
     /// been taken from the environment since the last [`reset`](Self::reset).
     own_a: Vec<f64>,
     own_started: bool,
@@ -209,7 +237,7 @@ impl ActionPipeline {
         Ok(ActionPipeline { deployment, safety, proposal: vec![0.0; n], base: vec![0.0; n], target: vec![0.0; n], own_a: vec![0.0; n], own_started: false, stats: PipelineStats::default() })
     }
 
-    /// A new episode: with `Residual::DroopOffset` or `DroopGain`, droop's own setpoint is taken from the
+    /// A new episode: with `Residual::DroopOffset`, `DroopGain` or `DroopPivot`, droop's own setpoint is taken from the
     /// environment again at the next step (every other pipeline is stateless between steps). Call
     /// after every `reset` of the environment.
     pub fn reset(&mut self) {
@@ -229,7 +257,7 @@ impl ActionPipeline {
                     (self.base[k], self.target[k]) = crate::action::droop_actions(env, k, &curve, RESIDUAL_DROOP_SMOOTHING);
                 }
             }
-            Residual::DroopOffset | Residual::DroopGain => {
+            Residual::DroopOffset | Residual::DroopGain | Residual::DroopPivot => {
                 for k in 0..self.base.len() {
                     // Droop's own setpoint: the one in force at an episode's first step, then the
                     // one its own last action put in force (at the active power of that step).
@@ -256,9 +284,14 @@ impl ActionPipeline {
         }
         if !self.deployment.residual.is_none() {
             self.advance_base(env);
-            let gain = self.deployment.residual == Residual::DroopGain;
+            let residual = self.deployment.residual;
             for (a, b) in self.proposal.iter_mut().zip(&self.base) {
-                *a = if gain { b * (1.0 + *a) } else { b + *a }.clamp(-1.0, 1.0);
+                *a = match residual {
+                    Residual::DroopGain => b * (1.0 + *a),
+                    Residual::DroopPivot => pivot(*b, *a),
+                    _ => b + *a,
+                }
+                .clamp(-1.0, 1.0);
             }
         }
         let t0 = Instant::now();
