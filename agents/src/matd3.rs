@@ -213,7 +213,7 @@ pub struct ActionCost {
     /// How the action meets the base: added (`residual = "droop"` / `"droop_offset"`: applied = b +
     /// s·dz(a)), as a gain (`"droop_gain"`: b·(1 + s·dz(a))) or as the curve parameter of
     /// `"droop_pivot"` (`voltarena_env::deploy::pivot(b, s·dz(a))`).
-    pub residual: voltarena_env::deploy::Residual,
+    pub residual: Residual,
 }
 
 impl ActionCost {

@@ -19,15 +19,49 @@ impl Controller for Constant {
     }
 }
 
+/// Evaluates controller `c` behind deployment `d` on test episodes `seeds` of `task`.
+fn run(task: &Arc<Task>, c: Box<dyn Controller>, d: Deployment, seeds: &[u64]) -> voltarena_env::Evaluation {
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let mut dep = Deployed::new(c, task, d).unwrap();
+    evaluate(&mut env, &mut dep, Split::Test, seeds, &mut |_, _, _| {}).unwrap()
+}
+
+/// Deploys a constant `action` behind `d` (a residual on droop's own filter) for one test episode
+/// and checks every applied setpoint against `applied(droop's own setpoint)`, with droop's own
+/// filter stepped here by hand from its own last action. Returns how many agent-steps droop acted
+/// on and how many the residual changed (so a caller can tell the check saw something).
+fn step_by_hand(task: &Arc<Task>, d: Deployment, action: f64, applied: impl Fn(f64) -> f64) -> (usize, usize) {
+    use voltarena_env::action::{droop_step_from, DroopCurve};
+    use voltarena_env::deploy::RESIDUAL_DROOP_SMOOTHING;
+    let mut env = VoltageEnv::new(task.clone()).unwrap();
+    let mut dep = Deployed::new(Box::new(Constant(action)), task, d).unwrap();
+    let opts = voltarena_env::ResetOptions { split: Split::Test, ..Default::default() };
+    env.reset(0, &opts).unwrap();
+    dep.reset(&env, 0);
+    let n = env.n_agents();
+    let (mut act, mut own) = (vec![0.0; n], vec![0.0; n]);
+    let (mut moved, mut changed) = (0, 0);
+    for t in 0..240 {
+        dep.act(&env, &mut act);
+        for k in 0..n {
+            let from = if t == 0 { env.local(k).q_mvar } else { env.setpoint_of_action(k, own[k]) };
+            own[k] = droop_step_from(&env, k, &DroopCurve::DEFAULT, RESIDUAL_DROOP_SMOOTHING, from).0;
+            assert_eq!(act[k].to_bits(), applied(own[k]).clamp(-1.0, 1.0).to_bits(), "action {action}, step {t}, agent {k}");
+            moved += (own[k].abs() > 1e-3) as usize;
+            changed += ((act[k] - own[k]).abs() > 1e-3) as usize;
+        }
+        if dep.step(&mut env, &act).unwrap().truncated {
+            break;
+        }
+    }
+    (moved, changed)
+}
+
 #[test]
 fn zero_corrections_on_the_droop_residual_are_droop() {
     for name in ["mapdn33", "mapdn141"] {
         let task = Arc::new(Task::load(name).unwrap());
-        let run = |c: Box<dyn Controller>, d: Deployment| {
-            let mut env = VoltageEnv::new(task.clone()).unwrap();
-            let mut dep = Deployed::new(c, &task, d).unwrap();
-            evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |_, _, _| {}).unwrap()
-        };
+        let run = |c: Box<dyn Controller>, d: Deployment| run(&task, c, d, &[0, 1]);
         let droop = run(Box::new(Droop::default()), Deployment::default());
         let residual = Deployment { residual: Residual::Droop, ..Default::default() };
         let zero = run(Box::new(NoControl), residual);
@@ -57,11 +91,7 @@ fn zero_corrections_on_the_droop_residual_are_droop() {
 #[test]
 fn the_offset_residual_is_droop_at_zero_and_does_not_integrate_a_held_correction() {
     let task = Arc::new(Task::load("mapdn33").unwrap());
-    let run = |c: Box<dyn Controller>, d: Deployment, seeds: &[u64]| {
-        let mut env = VoltageEnv::new(task.clone()).unwrap();
-        let mut dep = Deployed::new(c, &task, d).unwrap();
-        evaluate(&mut env, &mut dep, Split::Test, seeds, &mut |_, _, _| {}).unwrap()
-    };
+    let run = |c: Box<dyn Controller>, d: Deployment, seeds: &[u64]| run(&task, c, d, seeds);
     let offset = Deployment { residual: Residual::DroopOffset, ..Default::default() };
     let droop = run(Box::new(Droop::default()), Deployment::default(), &[0, 1]);
     let zero = run(Box::new(NoControl), offset, &[0, 1]);
@@ -115,14 +145,8 @@ fn the_offset_residual_is_droop_at_zero_and_does_not_integrate_a_held_correction
 /// is no control and a gain of 2 spends twice droop's reactive power where neither saturates.
 #[test]
 fn the_gain_residual_is_droop_at_zero_and_scales_droops_own_output() {
-    use voltarena_env::action::{droop_step_from, DroopCurve};
-    use voltarena_env::deploy::RESIDUAL_DROOP_SMOOTHING;
     let task = Arc::new(Task::load("mapdn33").unwrap());
-    let run = |c: Box<dyn Controller>, d: Deployment| {
-        let mut env = VoltageEnv::new(task.clone()).unwrap();
-        let mut dep = Deployed::new(c, &task, d).unwrap();
-        evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |_, _, _| {}).unwrap()
-    };
+    let run = |c: Box<dyn Controller>, d: Deployment| run(&task, c, d, &[0, 1]);
     let gain = Deployment { residual: Residual::DroopGain, ..Default::default() };
     let droop = run(Box::new(Droop::default()), Deployment::default());
     let zero = run(Box::new(NoControl), gain);
@@ -130,27 +154,7 @@ fn the_gain_residual_is_droop_at_zero_and_scales_droops_own_output() {
     assert_eq!(zero.mean_return.to_bits(), droop.mean_return.to_bits());
     assert_eq!(run(Box::new(Constant(-1.0)), gain).metrics, run(Box::new(NoControl), Deployment::default()).metrics, "gain 0 is no control");
     // Step by hand: droop's own filter from its own last action, the applied action its gain 1.6.
-    let half = Deployment { action_scale: 0.6, ..gain };
-    let mut env = VoltageEnv::new(task.clone()).unwrap();
-    let mut dep = Deployed::new(Box::new(Constant(1.0)), &task, half).unwrap();
-    let opts = voltarena_env::ResetOptions { split: Split::Test, ..Default::default() };
-    env.reset(0, &opts).unwrap();
-    dep.reset(&env, 0);
-    let n = env.n_agents();
-    let (mut act, mut own) = (vec![0.0; n], vec![0.0; n]);
-    let mut moved = 0;
-    for t in 0..240 {
-        dep.act(&env, &mut act);
-        for k in 0..n {
-            let from = if t == 0 { env.local(k).q_mvar } else { env.setpoint_of_action(k, own[k]) };
-            own[k] = droop_step_from(&env, k, &DroopCurve::DEFAULT, RESIDUAL_DROOP_SMOOTHING, from).0;
-            assert_eq!(act[k].to_bits(), (own[k] * (1.0 + 0.6)).clamp(-1.0, 1.0).to_bits(), "step {t}, agent {k}");
-            moved += (own[k].abs() > 1e-3) as usize;
-        }
-        if dep.step(&mut env, &act).unwrap().truncated {
-            break;
-        }
-    }
+    let (moved, _) = step_by_hand(&task, Deployment { action_scale: 0.6, ..gain }, 1.0, |own| own * (1.0 + 0.6));
     assert!(moved > 100, "droop acted on {moved} agent-steps only: the check saw nothing");
     let d: Deployment = toml::from_str("residual = \"droop_gain\"").unwrap();
     assert_eq!(d.residual, Residual::DroopGain);
@@ -162,8 +166,8 @@ fn the_gain_residual_is_droop_at_zero_and_scales_droops_own_output() {
 /// is the pivot map of droop's own filter, stepped here by hand.
 #[test]
 fn the_pivot_residual_is_droop_at_zero_and_turns_droops_curve() {
-    use voltarena_env::action::{droop_step_from, DroopCurve};
-    use voltarena_env::deploy::{pivot, RESIDUAL_DROOP_SMOOTHING};
+    use voltarena_env::action::DroopCurve;
+    use voltarena_env::deploy::pivot;
     // The static curves: pivot(droop(v), 1) is the steeper curve, at every voltage.
     let steep = DroopCurve { v: [0.96, 0.975, 1.025, 1.04], q_frac: 1.0 };
     for i in 0..=1200 {
@@ -174,39 +178,14 @@ fn the_pivot_residual_is_droop_at_zero_and_turns_droops_curve() {
         assert!((pivot(d, -0.4) - 0.6 * d).abs() < 1e-15);
     }
     let task = Arc::new(Task::load("mapdn33").unwrap());
-    let run = |c: Box<dyn Controller>, d: Deployment| {
-        let mut env = VoltageEnv::new(task.clone()).unwrap();
-        let mut dep = Deployed::new(c, &task, d).unwrap();
-        evaluate(&mut env, &mut dep, Split::Test, &[0, 1], &mut |_, _, _| {}).unwrap()
-    };
+    let run = |c: Box<dyn Controller>, d: Deployment| run(&task, c, d, &[0, 1]);
     let piv = Deployment { residual: Residual::DroopPivot, ..Default::default() };
     let droop = run(Box::new(Droop::default()), Deployment::default());
     let zero = run(Box::new(NoControl), piv);
     assert_eq!(zero.metrics, droop.metrics);
     assert_eq!(zero.mean_return.to_bits(), droop.mean_return.to_bits());
     for theta in [0.6f64, -0.6] {
-        let scaled = Deployment { action_scale: 0.6, ..piv };
-        let mut env = VoltageEnv::new(task.clone()).unwrap();
-        let mut dep = Deployed::new(Box::new(Constant(theta.signum())), &task, scaled).unwrap();
-        let opts = voltarena_env::ResetOptions { split: Split::Test, ..Default::default() };
-        env.reset(0, &opts).unwrap();
-        dep.reset(&env, 0);
-        let n = env.n_agents();
-        let (mut act, mut own) = (vec![0.0; n], vec![0.0; n]);
-        let (mut moved, mut changed) = (0, 0);
-        for t in 0..240 {
-            dep.act(&env, &mut act);
-            for k in 0..n {
-                let from = if t == 0 { env.local(k).q_mvar } else { env.setpoint_of_action(k, own[k]) };
-                own[k] = droop_step_from(&env, k, &DroopCurve::DEFAULT, RESIDUAL_DROOP_SMOOTHING, from).0;
-                assert_eq!(act[k].to_bits(), pivot(own[k], theta).clamp(-1.0, 1.0).to_bits(), "θ {theta}, step {t}, agent {k}");
-                moved += (own[k].abs() > 1e-3) as usize;
-                changed += ((act[k] - own[k]).abs() > 1e-3) as usize;
-            }
-            if dep.step(&mut env, &act).unwrap().truncated {
-                break;
-            }
-        }
+        let (moved, changed) = step_by_hand(&task, Deployment { action_scale: 0.6, ..piv }, theta.signum(), |own| pivot(own, theta));
         assert!(moved > 100 && changed > 100, "θ {theta}: droop acted on {moved} agent-steps and the pivot changed {changed}: the check saw nothing");
     }
     let d: Deployment = toml::from_str("residual = \"droop_pivot\"").unwrap();
