@@ -69,6 +69,29 @@ fn bench(c: &mut Criterion) {
         }
     }
     g.finish();
+    // MADDPG at the sizes of the larger feeders, with the critic each shipped MADDPG default uses
+    // (configs/maddpg_*.toml: factored 64 on mapdn141 and mapdn322, centralised 128 elsewhere).
+    let mut g = c.benchmark_group("maddpg_update_by_task_batch256");
+    g.sample_size(10);
+    for (task, critic, hidden) in [
+        ("mapdn33", voltarena_agents::nets::CriticKind::Centralized, 128),
+        ("mapdn141", voltarena_agents::nets::CriticKind::Factored, 64),
+        ("mapdn322", voltarena_agents::nets::CriticKind::Factored, 64),
+        ("rural2_96_midday", voltarena_agents::nets::CriticKind::Centralized, 128),
+    ] {
+        let t = voltarena_env::Task::load(task).unwrap();
+        let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut buf = ReplayBuffer::new(1_000, n, od, sd);
+        let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        for _ in 0..1_000 {
+            let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
+            buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
+        }
+        let mut m = Maddpg::new(MaddpgConfig { critic, critic_hidden: hidden, ..MaddpgConfig::default() }, n, od, sd, 0).unwrap();
+        g.bench_function(format!("{task} ({n} agents, {critic:?} critic {hidden})"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
+    }
+    g.finish();
 }
 
 criterion_group! {
