@@ -50,15 +50,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("matd3_update_by_task_batch256");
     g.sample_size(10);
     for task in ["mapdn33", "mapdn141", "mapdn322", "rural2_96_midday"] {
-        let t = voltarena_env::Task::load(task).unwrap();
-        let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut buf = ReplayBuffer::new(1_000, n, od, sd);
-        let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-        for _ in 0..1_000 {
-            let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
-            buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
-        }
+        let (n, od, sd, mut buf) = task_buffer(task);
         let mut m = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
         g.bench_function(format!("{task} ({n} agents, obs {od}, state {sd})"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
         // The factored critic V(s) + mean_k U(o_k, a_k): B·n utility rows, as the shared actor's.
@@ -79,19 +71,27 @@ fn bench(c: &mut Criterion) {
         ("mapdn322", voltarena_agents::nets::CriticKind::Factored, 64),
         ("rural2_96_midday", voltarena_agents::nets::CriticKind::Centralized, 128),
     ] {
-        let t = voltarena_env::Task::load(task).unwrap();
-        let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut buf = ReplayBuffer::new(1_000, n, od, sd);
-        let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-        for _ in 0..1_000 {
-            let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
-            buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
-        }
+        let (n, od, sd, mut buf) = task_buffer(task);
         let mut m = Maddpg::new(MaddpgConfig { critic, critic_hidden: hidden, ..MaddpgConfig::default() }, n, od, sd, 0).unwrap();
         g.bench_function(format!("{task} ({n} agents, {critic:?} critic {hidden})"), |b| b.iter(|| m.update(&buf.sample(256, &mut srng))));
     }
     g.finish();
+}
+
+/// A replay buffer of 1 000 random transitions at `task`'s sizes, and those sizes (agents,
+/// observation width, state width).
+fn task_buffer(task: &str) -> (usize, usize, usize, ReplayBuffer) {
+    use rand::{RngExt, SeedableRng};
+    let t = voltarena_env::Task::load(task).unwrap();
+    let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut buf = ReplayBuffer::new(1_000, n, od, sd);
+    let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    for _ in 0..1_000 {
+        let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
+        buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
+    }
+    (n, od, sd, buf)
 }
 
 criterion_group! {
