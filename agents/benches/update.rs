@@ -10,31 +10,19 @@ use voltarena_agents::maddpg::{Maddpg, MaddpgConfig};
 use voltarena_agents::matd3::{Matd3, Matd3Config};
 
 fn bench(c: &mut Criterion) {
-    use rand::{RngExt, SeedableRng};
+    use rand::SeedableRng;
     // The pinned numerics training runs with (VOLTARENA_NUMERICS=native measures the unpinned kernels).
     voltarena_agents::numerics::pin();
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let (n, od, sd) = (6, 50, 144);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut buf = ReplayBuffer::new(10_000, n, od, sd);
-    let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-    for _ in 0..10_000 {
-        let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
-        buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
-    }
+    let mut buf = random_buffer(10_000, n, od, sd, 0);
     let mut srng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut matd3 = Matd3::new(Matd3Config::default(), n, od, sd, 0).unwrap();
     let mut maddpg = Maddpg::new(MaddpgConfig::default(), n, od, sd, 0).unwrap();
     // The GRU actor reads [o ‖ h] (hidden 64) from the buffer.
     let hd = 64;
-    let mut rng2 = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-    let mut gbuf = ReplayBuffer::new(10_000, n, od + hd, sd);
-    let mut r2 = |k: usize| (0..k).map(|_| rng2.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-    for _ in 0..10_000 {
-        let (o, s, a, o2, s2, rew) = (r2(n * (od + hd)), r2(sd), r2(n), r2(n * (od + hd)), r2(sd), r2(1));
-        gbuf.push(&o, &s, &a, rew[0], &o2, &s2, false);
-    }
+    let mut gbuf = random_buffer(10_000, n, od + hd, sd, 2);
     let mut matd3_gru = Matd3::new(Matd3Config { actor_gru: true, ..Matd3Config::default() }, n, od, sd, 0).unwrap();
     // The independent ablation (ITD3): one local critic row per agent and sample (6 × 256 rows).
     let local = voltarena_agents::nets::CriticKind::Local;
@@ -78,20 +66,26 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// A replay buffer of 1 000 random transitions at `task`'s sizes, and those sizes (agents,
-/// observation width, state width).
-fn task_buffer(task: &str) -> (usize, usize, usize, ReplayBuffer) {
+/// A replay buffer full of `len` transitions of uniform values in [−1, 1) for `n` agents with
+/// observation width `od` and state width `sd`, drawn from ChaCha8 seeded with `seed`.
+fn random_buffer(len: usize, n: usize, od: usize, sd: usize, seed: u64) -> ReplayBuffer {
     use rand::{RngExt, SeedableRng};
-    let t = voltarena_env::Task::load(task).unwrap();
-    let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let mut buf = ReplayBuffer::new(1_000, n, od, sd);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut buf = ReplayBuffer::new(len, n, od, sd);
     let mut r = |k: usize| (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-    for _ in 0..1_000 {
+    for _ in 0..len {
         let (o, s, a, o2, s2, rew) = (r(n * od), r(sd), r(n), r(n * od), r(sd), r(1));
         buf.push(&o, &s, &a, rew[0], &o2, &s2, false);
     }
-    (n, od, sd, buf)
+    buf
+}
+
+/// A random replay buffer of 1 000 transitions at `task`'s sizes, and those sizes (agents,
+/// observation width, state width).
+fn task_buffer(task: &str) -> (usize, usize, usize, ReplayBuffer) {
+    let t = voltarena_env::Task::load(task).unwrap();
+    let (n, od, sd) = (t.n_agents(), t.obs_dim(), t.state_dim());
+    (n, od, sd, random_buffer(1_000, n, od, sd, 3))
 }
 
 criterion_group! {
